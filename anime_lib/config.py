@@ -1,0 +1,170 @@
+"""Profiles, notebook parameters, paths and devices: one place for every setting a lesson resolves.
+
+A lesson's ``parameters`` cell holds UPPER_CASE constants. ``None`` (or ``"auto"``) means
+"take the profile's default"; anything else, in particular a value injected by papermill,
+always wins over the profile.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+# The repository's public address. Colab badges and install cells are generated from it
+# (scripts/sync_notebooks.py) and tests/test_notebooks_meta.py checks that they agree.
+REPO_URL = "https://github.com/anime-face-course/human2anime"
+REPO_BRANCH = "main"
+
+PROFILES = ("smoke", "cpu", "gpu")
+
+#: Settings shared by every lesson unless the lesson's own table overrides them.
+BASE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {"DATASET": "toyfaces", "IMG_SIZE": 32, "BATCH_SIZE": 16, "N_TRAIN": 256, "N_EVAL": 128},
+    "cpu": {"DATASET": "toyfaces", "IMG_SIZE": 64, "BATCH_SIZE": 32, "N_TRAIN": 8000, "N_EVAL": 1000},
+    "gpu": {"DATASET": "selfie2anime", "IMG_SIZE": 128, "BATCH_SIZE": 16, "N_TRAIN": 3400, "N_EVAL": 1000},
+}
+
+
+def resolve_profile(profile: str | None = "auto") -> str:
+    """Return the concrete profile name.
+
+    "auto" (or None) resolves to the ANIME_LIB_PROFILE environment variable if set, else "gpu"
+    when CUDA is available, else "cpu".
+    """
+    if profile is None or str(profile).lower() == "auto":
+        env = os.environ.get("ANIME_LIB_PROFILE", "").strip().lower()
+        if env:
+            profile = env
+        else:
+            profile = "gpu" if _cuda_available() else "cpu"
+    profile = str(profile).lower()
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES} or 'auto'")
+    return profile
+
+
+def profile_reason(profile: str | None = "auto") -> str:
+    """A sentence that says why :func:`resolve_profile` chose what it chose."""
+    if profile is not None and str(profile).lower() != "auto":
+        return f"PROFILE={profile!r} was set explicitly"
+    env = os.environ.get("ANIME_LIB_PROFILE", "").strip()
+    if env:
+        return f"ANIME_LIB_PROFILE={env!r} is set in the environment"
+    if _cuda_available():
+        return "a CUDA GPU is available"
+    return "no GPU was found, so the CPU profile with the ToyFaces dataset is used"
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # torch missing or broken: there is certainly no usable GPU
+        return False
+
+
+@dataclass
+class Params:
+    """Resolved lesson parameters: attribute access to UPPER_CASE names plus bookkeeping."""
+
+    values: dict[str, Any]
+    profile: str
+    explicit: set[str] = field(default_factory=set)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def table(self) -> str:
+        """A small text table: name, value, and whether it came from the profile or was set."""
+        width = max(len(k) for k in self.values)
+        lines = [f"profile: {self.profile}"]
+        for k, v in self.values.items():
+            src = "set" if k in self.explicit else f"{self.profile} default"
+            lines.append(f"  {k:<{width}} = {v!r:<24} ({src})")
+        return "\n".join(lines)
+
+
+def resolve_params(
+    given: Mapping[str, Any],
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Params:
+    """Merge a notebook's parameters with its profile defaults.
+
+    ``given`` is usually ``globals()`` of the notebook: every UPPER_CASE name in it is a parameter.
+    ``defaults`` maps profile name -> {NAME: value}; it is layered over :data:`BASE_DEFAULTS`.
+    A given value of None or "auto" is replaced by the profile default; any other given value wins.
+    DATASET="auto" means ToyFaces for smoke/cpu and selfie2anime for gpu.
+    """
+    profile = resolve_profile(given.get("PROFILE", "auto"))
+    merged: dict[str, Any] = dict(BASE_DEFAULTS[profile])
+    if defaults:
+        for name, table in defaults.items():
+            if name not in PROFILES:
+                raise ValueError(f"defaults has unknown profile {name!r}")
+        merged.update(defaults.get(profile, {}))
+    values: dict[str, Any] = {}
+    explicit: set[str] = set()
+    names = [k for k in given if k.isupper() and not k.startswith("_")]
+    for k in names:
+        v = given[k]
+        if callable(v) or isinstance(v, type(os)):
+            continue
+        if v is None or (isinstance(v, str) and v.lower() == "auto" and k != "PROFILE"):
+            values[k] = merged.get(k)
+        else:
+            values[k] = v
+            explicit.add(k)
+    for k, v in merged.items():
+        values.setdefault(k, v)
+    values["PROFILE"] = profile
+    if str(values.get("DATASET", "auto")).lower() == "auto":
+        values["DATASET"] = merged["DATASET"]
+    return Params(values=values, profile=profile, explicit=explicit)
+
+
+def data_root() -> Path:
+    """Where datasets land: $ANIME_LIB_DATA, else ./data (created on demand)."""
+    root = Path(os.environ.get("ANIME_LIB_DATA", "data")).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def get_device(prefer: str | None = None):
+    """torch.device: `prefer` if given, else cuda when available, else cpu."""
+    import torch
+
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) for repeatable runs."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def out_dir(path: str | os.PathLike | None, lesson: str) -> Path:
+    """The lesson's output folder (metrics.json, checkpoints, figures); default runs/local/<lesson>."""
+    p = Path(path) if path else Path("runs") / "local" / lesson
+    p.mkdir(parents=True, exist_ok=True)
+    return p

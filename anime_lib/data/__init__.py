@@ -1,0 +1,1 @@
+"""Datasets: downloads, the real-dataset registry and local image folders."""
