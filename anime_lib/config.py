@@ -136,9 +136,18 @@ def resolve_params(
     return Params(values=values, profile=profile, explicit=explicit)
 
 
+def repo_root() -> Path | None:
+    """The repository folder when anime_lib runs from a source checkout (``pip install -e .``), else None."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").exists() and (root / "notebooks").is_dir() else None
+
+
 def data_root() -> Path:
-    """Where datasets land: $ANIME_LIB_DATA, else ./data (created on demand)."""
-    root = Path(os.environ.get("ANIME_LIB_DATA", "data")).expanduser()
+    """Where datasets land (created on demand): $ANIME_LIB_DATA; else the checkout's data/ folder, so
+    notebooks run from notebooks/ and scripts run from the top share one cache; else ./data."""
+    env = os.environ.get("ANIME_LIB_DATA")
+    repo = repo_root()
+    root = Path(env).expanduser() if env else (repo / "data" if repo else Path("data"))
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -164,7 +173,11 @@ def seed_everything(seed: int) -> None:
 
 
 def out_dir(path: str | os.PathLike | None, lesson: str) -> Path:
-    """The lesson's output folder (metrics.json, checkpoints, figures); default runs/local/<lesson>."""
-    p = Path(path) if path else Path("runs") / "local" / lesson
+    """The lesson's output folder (metrics.json, checkpoints, figures).
+
+    Default: runs/local/<lesson> in the checkout (or in the working folder when installed from git),
+    so that re-running a notebook finds its checkpoints again.
+    """
+    p = Path(path) if path else (repo_root() or Path(".")) / "runs" / "local" / lesson
     p.mkdir(parents=True, exist_ok=True)
     return p

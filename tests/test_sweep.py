@@ -1,0 +1,173 @@
+"""Tests for anime_lib.sweep: validation, a 2x2 sweep on a tiny generated lesson, tables and figures."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from anime_lib import sweep
+from anime_lib.sweep import SweepError, SweepSpec, load_sweep, main, plot_sweep, run_sweep, select_rows
+
+PARAMETERS = """\
+PROFILE = "auto"
+OUT_DIR = None
+A = 1
+B = 1
+N_STEPS = 1
+"""
+
+# toy_fid = A * B and realism = A + B for human->anime; the point A=2, B=5 fails on purpose
+LESSON = """\
+from anime_lib.config import out_dir, resolve_params
+from anime_lib.results import write_metrics
+P = resolve_params(globals())
+if A == 2 and B == 5:
+    raise ValueError("this point fails on purpose")
+rows = [{"method": "toy", "direction": "human->anime", "toy_fid": A * B, "realism": A + B},
+        {"method": "toy", "direction": "anime->human", "toy_fid": -1.0, "realism": None}]
+write_metrics(out_dir(OUT_DIR, "01_toy"), rows, notebook="01_toy", params=P)
+"""
+
+SPEC = """\
+notebook: lessons/01_toy.ipynb
+profile: cpu
+fixed: {N_STEPS: 2}
+grid:
+  A: [1, 2]
+  B: [3, 5]
+metrics: [toy_fid, realism]
+select: {direction: "human->anime"}
+"""
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path, write_notebook) -> Path:
+    write_notebook(tmp_path / "lessons" / "01_toy.ipynb",
+                   [("markdown", "# Toy lesson"), ("code", PARAMETERS, ["parameters"]), ("code", LESSON)])
+    path = tmp_path / "toy.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+def _write_spec(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_load_sweep_resolves_notebook_and_points(spec_file: Path):
+    spec = load_sweep(spec_file)
+    assert spec.name == "toy" and spec.profile == "cpu"
+    assert spec.notebook == (spec_file.parent / "lessons" / "01_toy.ipynb").resolve()
+    assert spec.points() == [{"A": 1, "B": 3}, {"A": 1, "B": 5}, {"A": 2, "B": 3}, {"A": 2, "B": 5}]
+    assert spec.fixed == {"N_STEPS": 2} and spec.select == {"direction": "human->anime"}
+
+
+def test_notebook_relative_to_repo_root(spec_file: Path, tmp_path: Path, monkeypatch):
+    elsewhere = tmp_path / "sweeps"
+    elsewhere.mkdir()
+    path = elsewhere / "rooted.yaml"
+    path.write_text(SPEC)  # lessons/01_toy.ipynb is not below sweeps/, only below the (patched) root
+    monkeypatch.setattr(sweep, "REPO_ROOT", tmp_path)
+    assert load_sweep(path).notebook == (tmp_path / "lessons" / "01_toy.ipynb").resolve()
+
+
+@pytest.mark.parametrize("text, message", [
+    (SPEC.replace("  B: [3, 5]", "  C: [3, 5]"), r"grid names 'C', which is not in the parameters cell"),
+    (SPEC.replace("{N_STEPS: 2}", "{N_EPOCHS: 2}"), r"fixed names 'N_EPOCHS'"),
+    (SPEC.replace("lessons/01_toy", "lessons/99_missing"), r"notebook 'lessons/99_missing.ipynb' not found"),
+    (SPEC.replace("notebook: lessons/01_toy.ipynb\n", ""), r"'notebook' must be a path"),
+    (SPEC.split("grid:")[0] + "grid: {}\n", r"'grid' must map at least one parameter"),
+    (SPEC.replace("B: [3, 5]", "B: 3"), r"grid value of 'B' must be a non-empty list"),
+    (SPEC.replace("B: [3, 5]", "OUT_DIR: [a, b]"), r"grid may not set OUT_DIR"),
+    (SPEC.replace("{N_STEPS: 2}", "{A: 2}"), r"A appear\(s\) in both 'fixed' and 'grid'"),
+    (SPEC + "metric: [toy_fid]\n", r"unknown key\(s\) metric"),
+    (SPEC.replace("profile: cpu", "profile: tpu"), r"profile 'tpu' is not one of"),
+    ("grid: [1, 2", r"not valid YAML"),
+])
+def test_validation_errors(spec_file: Path, text: str, message: str):
+    with pytest.raises(SweepError, match=message):
+        load_sweep(_write_spec(spec_file.parent, text))
+
+
+def test_missing_sweep_file_is_a_usage_error(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "nope.yaml")])
+    assert exc.value.code == 2
+    assert "nope.yaml not found" in capsys.readouterr().err
+
+
+def test_dry_run_lists_points_and_writes_nothing(spec_file: Path, tmp_path: Path, capsys):
+    out = tmp_path / "dry"
+    summary = run_sweep(spec_file, profile="smoke", out=out, dry_run=True)
+    assert not out.exists()
+    assert [p["label"] for p in summary["points"]] == ["A=1, B=3", "A=1, B=5", "A=2, B=3", "A=2, B=5"]
+    first = summary["points"][0]["parameters"]
+    assert first["PROFILE"] == "smoke" and first["N_STEPS"] == 2
+    assert first["OUT_DIR"] == str(out.resolve() / "00_A=1_B=3")
+    assert "A=2, B=5" in capsys.readouterr().out
+
+
+def test_select_rows():
+    rows = [{"direction": "human->anime", "method": "x"}, {"direction": "anime->human", "method": "y"}]
+    assert select_rows(rows, {"direction": "human->anime"}) == [rows[0]]
+    assert select_rows(rows, {"method": ["x", "y"]}) == rows
+    assert select_rows(rows, {}) == rows
+    assert select_rows(rows, {"dataset": "toyfaces"}) == []
+
+
+def test_two_by_two_sweep(spec_file: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    code = main([str(spec_file), "--profile", "smoke", "--out", str(out), "--no-progress"])
+    assert code == 1  # one point fails on purpose
+
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["profile"] == "smoke"
+    assert summary["columns"] == ["A", "B", "toy_fid", "realism"]
+    assert summary["table"] == [
+        {"A": 1, "B": 3, "toy_fid": 3, "realism": 4},
+        {"A": 1, "B": 5, "toy_fid": 5, "realism": 6},
+        {"A": 2, "B": 3, "toy_fid": 6, "realism": 5},
+    ]
+    assert [p["status"] for p in summary["points"]] == ["ok", "ok", "ok", "failed"]
+    assert len(summary["failures"]) == 1
+    failure = summary["failures"][0]
+    assert failure["label"] == "A=2, B=5" and failure["error"].startswith("ValueError: this point fails on purpose")
+    assert Path(failure["executed"]).is_file()
+
+    # the fixed value and the profile reached the notebook; each point wrote into its own folder
+    params = json.loads((out / "02_A=2_B=3" / "metrics.json").read_text())["params"]
+    assert (params["A"], params["B"], params["N_STEPS"], params["PROFILE"]) == (2, 3, 2, "smoke")
+
+    md = (out / "sweep.md").read_text()
+    assert "| A | B | toy_fid | realism |" in md
+    assert "| 2 | 3 | 6 | 5 |" in md
+    assert "## Failures" in md and "A=2, B=5: ValueError: this point fails on purpose" in md
+    assert md in capsys.readouterr().out
+
+    image = matplotlib.image.imread(out / "sweep.png")
+    assert image.shape[0] > 200 and image.shape[1] > 400 and image.std() > 0.05
+
+
+def _records(spec: SweepSpec, metric_of) -> list[dict]:
+    return [{"params": p, "status": "ok", "rows": [{"toy_fid": metric_of(p), "realism": None}]} for p in spec.points()]
+
+
+@pytest.mark.parametrize("grid", [{"A": [0.0, 0.5, 1.0]}, {"A": ["x", "y"]}, {"A": [1, 2], "B": [3], "C": [4, 5]}])
+def test_plot_other_grid_shapes(tmp_path: Path, grid: dict):
+    spec = SweepSpec(name="shape", source=tmp_path / "shape.yaml", notebook=tmp_path / "01_x.ipynb",
+                     profile="auto", grid=grid, metrics=["toy_fid", "realism"])
+    records = _records(spec, lambda p: float(len(str(p))))
+    records[-1].update(status="failed", rows=[])
+    path = plot_sweep(spec, records, tmp_path / "sweep.png")
+    image = matplotlib.image.imread(path)
+    assert image.shape[1] > 400 and image.std() > 0.05
+
+
+def test_point_values_average_selected_rows():
+    points = [{"rows": [{"toy_fid": 1.0}, {"toy_fid": 3}]}, {"rows": [{"toy_fid": None}]}, {"rows": []}]
+    values = sweep.point_values(points, "toy_fid")
+    assert values[0] == 2.0
+    assert all(v != v for v in values[1:])  # NaN: nothing to show
