@@ -1,0 +1,127 @@
+"""One call that gives a lesson its two domains, whatever DATASET says.
+
+``load_domains("toyfaces", ...)`` renders ToyFaces (with ground truth); any registry dataset with
+trainA/trainB and testA/testB folders (selfie2anime, or a local folder) is read from disk. Either way
+the lesson gets, per domain ("human" = A, "anime" = B), a set with the same small interface:
+``len(s)``, ``s.images`` (uint8), ``s.tensor(idx)`` in [-1, 1], ``s.unit(idx)`` in [0, 1], ``s.domain``.
+Only ToyFaces sets also have ``records`` and ``counterpart()``, which the ground-truth metrics need.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from anime_lib.data import toyfaces as tf
+
+DOMAIN_FOLDERS = {"human": "A", "anime": "B"}  # selfie2anime: A = selfies, B = anime faces
+
+
+@dataclass
+class ImageSet:
+    """Images of one domain read from disk: uint8 (N, 3, H, W), no ground truth."""
+
+    images: torch.Tensor
+    domain: str
+    size: int
+    files: list
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i].float().div(127.5).sub(1)
+
+    def tensor(self, idx=None) -> torch.Tensor:
+        """Float images in [-1, 1], shape (N, 3, H, W)."""
+        x = self.images if idx is None else self.images[idx]
+        return x.float().div(127.5).sub(1)
+
+    def unit(self, idx=None) -> torch.Tensor:
+        """Float images in [0, 1] (for metrics and plots)."""
+        x = self.images if idx is None else self.images[idx]
+        return x.float().div(255)
+
+
+@dataclass
+class Domains:
+    """Train and test sets of both domains. ``has_ground_truth``: True for ToyFaces."""
+
+    dataset: str
+    train: dict
+    test: dict
+    size: int
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.dataset == "toyfaces"
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{d}: {len(self.train[d])} train / {len(self.test[d])} test" for d in tf.DOMAINS)
+        return f"Domains({self.dataset!r}, {self.size} px, {parts})"
+
+
+def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000, n_eval: int = 1000,
+                 seed: int = 0, balanced: bool = False, root=None) -> Domains:
+    """Both domains of ``dataset`` at ``size`` px.
+
+    ToyFaces: ``n_train`` faces per domain from the train split and ``n_eval`` from the test split
+    (with counterparts), natural (biased) frequencies unless ``balanced``. Other datasets: prepared
+    through :mod:`anime_lib.data.registry` (downloads on request; a clear DownloadError offline) or
+    read from a folder path with that layout, at most ``n_train`` / ``n_eval`` images per domain.
+    """
+    if dataset == "toyfaces":
+        train = {d: tf.toyfaces(d, n=n_train, size=size, split="train", seed=seed, balanced=balanced) for d in tf.DOMAINS}
+        test = {d: tf.toyfaces(d, n=n_eval, size=size, split="test", seed=seed, balanced=balanced, with_counterpart=True)
+                for d in tf.DOMAINS}
+        return Domains(dataset, train, test, size)
+    from anime_lib.data import registry
+
+    # DATASET may also be the path of your own folder with trainA/trainB/testA/testB inside
+    folder = Path(dataset) if Path(dataset).is_dir() else registry.prepare(dataset, root=root)
+    train, test = {}, {}
+    for dom, letter in DOMAIN_FOLDERS.items():
+        for split, out, n in (("train", train, n_train), ("test", test, n_eval)):
+            sub = folder / f"{split}{letter}"
+            if not sub.is_dir():
+                raise ValueError(f"{folder} has no {split}{letter}/ folder; translation lessons need the "
+                                 "trainA/trainB/testA/testB layout (A = photos, B = anime)")
+            out[dom] = read_folder(sub, dom, size, limit=n, seed=seed)
+    return Domains(dataset, train, test, size)
+
+
+def read_folder(folder, domain: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
+    """Every image of ``folder`` (at most ``limit``, a seeded random choice) as a uint8 ImageSet.
+
+    Unreadable files are skipped with a count in the progress bar, never a crash halfway through.
+    """
+    from anime_lib.data.registry import list_images
+
+    files = list_images(folder)
+    if not files:
+        raise ValueError(f"{folder} holds no images")
+    if limit is not None and len(files) > limit:
+        pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
+        files = [files[i] for i in sorted(pick)]
+    out, kept, bad = [], [], 0
+    for f in tqdm(files, desc=f"reading {Path(folder).name}", leave=False):
+        try:
+            with Image.open(f) as im:
+                img = im.convert("RGB")
+        except Exception:
+            bad += 1
+            continue
+        w, h = img.size
+        s = min(w, h)
+        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((size, size), Image.BICUBIC)
+        out.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
+        kept.append(f)
+    if not out:
+        raise ValueError(f"none of the {len(files)} files in {folder} could be read as an image")
+    if bad:
+        print(f"skipped {bad} unreadable file(s) in {folder}")
+    return ImageSet(torch.stack(out), domain, size, kept)

@@ -1,0 +1,63 @@
+"""Losses shared by the lessons: adversarial objectives, reconstruction, identity.
+
+Adversarial losses take the discriminator's raw outputs ("logits", any shape: one per image or one per
+patch) and are averaged over every element.
+
+- "bce"   (DCGAN, Goodfellow et al.): D maximises log D(x) + log(1 - D(G(z))); G uses the
+  non-saturating form, maximising log D(G(z)).
+- "lsgan" (Mao et al., used by CycleGAN): D minimises (D(x) - 1)^2 + D(G(z))^2; G minimises (D(G(z)) - 1)^2.
+- "hinge" (SAGAN, StyleGAN-era practice): D minimises relu(1 - D(x)) + relu(1 + D(G(z))); G minimises -D(G(z)).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GAN_KINDS = ("bce", "lsgan", "hinge")
+
+
+def _check(kind: str) -> None:
+    if kind not in GAN_KINDS:
+        raise ValueError(f"unknown GAN loss {kind!r}; choose one of {GAN_KINDS}")
+
+
+def gan_loss(logits: torch.Tensor, target_is_real: bool, kind: str = "lsgan") -> torch.Tensor:
+    """Loss pushing ``logits`` toward "real" (``target_is_real``) or "fake".
+
+    Use it for the generator with ``target_is_real=True`` on fakes, and for the discriminator on
+    reals (True) and fakes (False). For "hinge" the generator form is -mean(logits).
+    """
+    _check(kind)
+    if kind == "bce":
+        target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
+    if kind == "lsgan":
+        return F.mse_loss(logits, torch.full_like(logits, 1.0 if target_is_real else 0.0))
+    # hinge
+    return F.relu(1 - logits).mean() if target_is_real else F.relu(1 + logits).mean()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "lsgan") -> torch.Tensor:
+    """D's loss on a batch of reals and (detached) fakes; LSGAN is halved as in the CycleGAN paper."""
+    loss = gan_loss(real_logits, True, kind) + gan_loss(fake_logits, False, kind)
+    return loss * 0.5 if kind == "lsgan" else loss
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "lsgan") -> torch.Tensor:
+    """G's adversarial loss: make D call its fakes real (non-saturating for "bce")."""
+    _check(kind)
+    if kind == "hinge":
+        return -fake_logits.mean()
+    return gan_loss(fake_logits, True, kind)
+
+
+def reconstruction_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L1 distance, the cycle and identity loss of CycleGAN (images in [-1, 1])."""
+    return (x - y).abs().mean()
+
+
+def discriminator_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "lsgan") -> float:
+    """Fraction of reals and fakes D classifies correctly (threshold 0 for bce/hinge, 0.5 for lsgan)."""
+    t = 0.5 if kind == "lsgan" else 0.0
+    right = torch.cat([(real_logits > t).flatten(), (fake_logits <= t).flatten()]).float()
+    return float(right.mean())

@@ -1,0 +1,1 @@
+"""Model families, one file each, named after the papers' ideas."""
