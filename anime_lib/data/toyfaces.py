@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: larger, more distinct mouths (expression readable at 64 px)
 DOMAINS = ("human", "anime")
 SPLITS = {"train": 0, "test": 1, "probe": 2, "val": 3, "extra": 4}
 
@@ -201,7 +201,7 @@ _GEOMETRY = {
         face_a=0.42, face_b=0.53, chin=0.42,
         eye_x=0.185, eye_y=0.05, eye_a=0.12, eye_b=0.15, iris_r=0.0, pupil_r=0.0,
         brow_y=-0.16, brow_t=0.016,
-        nose_y=0.22, mouth_y=0.35, mouth_w=(0.05, 0.07, 0.055),
+        nose_y=0.22, mouth_y=0.35, mouth_w=(0.06, 0.095, 0.075),
         glasses_r=0.175,
     ),
 }
@@ -451,9 +451,10 @@ def _render_chunk(rec: Records, domain: str, size: int) -> torch.Tensor:
     dark = torch.tensor([0.35, 0.05, 0.08])[None, :, None, None]
     if anime:
         d_neutral = _capsule(u, v, -mw[0], my, mw[0], my, 0.007 + 0.4 * px)
-        d_sm = _ellipse(u, v, 0.0, my - 0.045, mw[1], 0.06).abs() - (0.007 + 0.4 * px)
-        d_smile = torch.maximum(d_sm, (my - 0.02) - v)
-        d_open = torch.maximum(_ellipse(u, v, 0.0, my - 0.01, mw[2], 0.06), (my - 0.01) - v)
+        # smile: a deep upward arc; open: a "D"-shaped mouth with a tongue, clearly taller than it is wide
+        d_sm = _ellipse(u, v, 0.0, my - 0.06, mw[1], 0.075).abs() - (0.009 + 0.4 * px)
+        d_smile = torch.maximum(d_sm, (my - 0.03) - v)
+        d_open = torch.maximum(_ellipse(u, v, 0.0, my - 0.015, mw[2], 0.09), (my - 0.015) - v)
         canvas.paint(_cover(d_neutral, px) * neutral + _cover(d_smile, px) * smile, ink)
         canvas.paint(_cover(d_open, px) * open_m, dark)
         tongue = _ellipse(u, v, 0.0, my + 0.04, mw[2] * 0.6, 0.02)
@@ -463,9 +464,12 @@ def _render_chunk(rec: Records, domain: str, size: int) -> torch.Tensor:
         d_lips_n = _ellipse(u, v, 0.0, my, mw[0], 0.032)
         d_sm_outer = _ellipse(u, v, 0.0, my - 0.07, mw[1], 0.11)
         d_lips_s = torch.maximum(torch.maximum(d_sm_outer, -_ellipse(u, v, 0.0, my - 0.085, mw[1] * 0.95, 0.1)), (my - 0.06) - v)
+        # a smile shows a band of teeth inside the crescent
+        d_teeth_s = torch.maximum(_ellipse(u, v, 0.0, my - 0.07, mw[1] * 0.85, 0.095), (my - 0.01) - v)
         d_open_out = _ellipse(u, v, 0.0, my, mw[2], 0.065)
         lips = _cover(d_lips_n, px) * neutral + _cover(d_lips_s, px) * smile + _cover(d_open_out, px) * open_m
         canvas.paint(lips * 0.9, lip)
+        canvas.paint(_cover(d_teeth_s, px) * smile * 0.9, torch.tensor([0.93, 0.92, 0.88])[None, :, None, None])
         d_gap = _capsule(u, v, -mw[0] * 0.9, my, mw[0] * 0.9, my, 0.004 + 0.3 * px)
         canvas.paint(_cover(d_gap, px) * neutral * 0.8, dark)
         d_open_in = _ellipse(u, v, 0.0, my + 0.002, mw[2] * 0.78, 0.045)

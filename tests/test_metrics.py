@@ -1,0 +1,118 @@
+"""The probe's accuracy and the metrics' behaviour on cases whose answer is known."""
+import numpy as np
+import pytest
+import torch
+
+from anime_lib import metrics
+from anime_lib.data import toyfaces as tf
+from anime_lib.probe import evaluate_probe, load_probe
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return metrics.get_probe()
+
+
+def test_probe_accuracy_on_fresh_faces(probe):
+    acc = evaluate_probe(probe, n=300, seed=7, per_domain=True)
+    assert acc["domain"] >= 0.98, acc
+    for name in tf.ATTRIBUTE_NAMES:
+        assert acc[name] >= 0.90, (name, acc)
+    assert acc["roll_mae"] <= 3.0, acc
+    for dom in tf.DOMAINS:  # neither style is carried by the other
+        for name in tf.ATTRIBUTE_NAMES:
+            assert acc[f"{dom}/{name}"] >= 0.85, (dom, name, acc)
+
+
+def test_probe_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m anime_lib.probe"):
+        load_probe(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="corrupt"):
+        load_probe(bad)
+
+
+@pytest.fixture(scope="module")
+def human32():
+    return tf.toyfaces("human", n=200, size=32, split="test", with_counterpart=True, cache=False)
+
+
+def test_realism_separates_domains(probe, human32):
+    anime = human32.counterpart().unit()
+    assert metrics.realism(anime, "anime", probe) > 0.95
+    assert metrics.realism(human32.unit(), "anime", probe) < 0.05
+    assert metrics.realism(human32.unit(), "human", probe) > 0.95
+
+
+def test_attr_preservation_perfect_and_shuffled(probe, human32):
+    truth = human32.counterpart().unit()
+    perfect = metrics.attr_preservation(truth, human32.records, probe)
+    shuffled = metrics.attr_preservation(truth.flip(0), human32.records, probe)
+    assert perfect > 0.9
+    assert shuffled < perfect - 0.3
+    per = metrics.attr_agreement(truth, human32.records, probe)
+    assert set(per) == set(tf.ATTRIBUTE_NAMES) | {"roll"}
+    assert metrics.roll_error(truth, human32.records, probe) < 4.0
+
+
+def test_gt_l1_and_range_check(human32):
+    y = human32.counterpart().unit()
+    assert metrics.gt_l1(y, y) == 0.0
+    assert metrics.gt_l1(torch.zeros_like(y), torch.ones_like(y)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.gt_l1(y * 2 - 1, y)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.gt_l1(y[:, :, :16], y)
+
+
+def test_toy_fid_is_normalised(probe, human32):
+    real_anime = tf.toyfaces("anime", n=200, size=32, split="test", cache=False).unit()
+    near = metrics.toy_fid(real_anime, "anime", probe)
+    far = metrics.toy_fid(human32.unit(), "anime", probe)
+    assert abs(near) < 0.15, near
+    assert 0.8 < far < 1.2, far
+    noisy = (real_anime + 0.25 * torch.randn(real_anime.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    mid = metrics.toy_fid(noisy, "anime", probe)
+    assert near < mid, (near, mid)
+    assert metrics.toy_fid(real_anime, "anime", probe, raw=True) >= 0
+
+
+def test_diversity_exposes_mode_collapse(probe):
+    real = tf.toyfaces("anime", n=200, size=32, split="test", cache=False).unit()
+    collapsed = real[:1].expand(200, -1, -1, -1)
+    d_real = metrics.diversity(real, "anime", probe)
+    d_collapsed = metrics.diversity(collapsed, "anime", probe)
+    assert d_real < 0.12, d_real
+    assert d_collapsed > 0.5, d_collapsed
+
+
+def test_evaluate_bundles(probe, human32):
+    m = metrics.evaluate_translation(human32.counterpart().unit(), human32, "anime", probe=probe)
+    assert set(m) == {"realism", "attr_preservation", "gt_l1", "toy_fid", "roll_error"}
+    assert m["gt_l1"] == 0.0 and m["realism"] > 0.95
+    with pytest.raises(ValueError, match="translations"):
+        metrics.evaluate_translation(human32.unit()[:10], human32, "anime", probe=probe)
+    g = metrics.evaluate_generator(human32.counterpart().unit(), "anime", probe=probe)
+    assert set(g) == {"realism", "toy_fid", "diversity"}
+    assert all(np.isfinite(v) for v in g.values())
+
+
+def test_domain_is_checked(human32):
+    with pytest.raises(ValueError, match="domain"):
+        metrics.realism(human32.unit(), "cartoon")
+
+
+def test_inception_fid_never_fakes_a_number(monkeypatch, human32):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_fidelity(name, *a, **k):
+        if name.startswith("torch_fidelity"):
+            raise ImportError("no torch_fidelity here")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_fidelity)
+    with pytest.raises(metrics.MetricUnavailable, match="torch-fidelity"):
+        metrics.inception_fid_kid(human32.unit(), human32.unit())
