@@ -68,6 +68,10 @@ def _cuda_available() -> bool:
         return False
 
 
+#: Types a notebook parameter can have (what papermill can inject). Other UPPER_CASE globals are ignored.
+_PARAMETER_TYPES = (type(None), bool, int, float, str, list, tuple, dict)
+
+
 @dataclass
 class Params:
     """Resolved lesson parameters: attribute access to UPPER_CASE names plus bookkeeping."""
@@ -121,8 +125,8 @@ def resolve_params(
     names = [k for k in given if k.isupper() and not k.startswith("_")]
     for k in names:
         v = given[k]
-        if callable(v) or isinstance(v, type(os)):
-            continue
+        if not isinstance(v, _PARAMETER_TYPES):
+            continue  # a module, function, Params object or Path defined in the notebook is not a parameter
         if v is None or (isinstance(v, str) and v.lower() == "auto" and k != "PROFILE"):
             values[k] = merged.get(k)
         else:

@@ -67,44 +67,74 @@ def _check01(images: torch.Tensor, name: str = "images") -> torch.Tensor:
 
 
 @torch.no_grad()
-def read_faces(images01: torch.Tensor, probe=None, batch: int = 256) -> dict[str, torch.Tensor]:
-    """What the probe reads: class index per attribute, 'domain', 'roll' (degrees), 'p_anime'."""
-    from anime_lib.probe import predict
-
-    model = _probe(probe)
+def analyse(images01: torch.Tensor, probe=None, batch: int = 256) -> dict[str, torch.Tensor]:
+    """One pass of the probe: 'features' (N, 128), a class index per attribute, 'domain', 'roll'
+    (degrees) and 'p_anime'. Every metric below is computed from this, so each image set goes
+    through the probe once."""
+    model = _probe(probe).eval()
     x = _check01(images01)
     dev = next(model.parameters()).device
-    out = predict(model, x.to(dev), batch=batch)
-    return {k: v.cpu() for k, v in out.items()}
+    parts = []
+    for i in range(0, len(x), batch):
+        f = model.features(x[i : i + batch].to(dev))
+        out = model.heads_from_features(f)
+        part = {k: (v if k == "roll" else v.argmax(1)) for k, v in out.items()}
+        part["p_anime"] = out["domain"].softmax(1)[:, 1]
+        part["features"] = f
+        parts.append({k: v.cpu() for k, v in part.items()})
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def read_faces(images01: torch.Tensor, probe=None, batch: int = 256) -> dict[str, torch.Tensor]:
+    """What the probe reads: class index per attribute, 'domain', 'roll' (degrees), 'p_anime'."""
+    out = analyse(images01, probe, batch)
+    out.pop("features")
+    return out
+
+
+def _reading(images_or_reading, probe) -> dict[str, torch.Tensor]:
+    """Accept images (analysed now) or the result of :func:`analyse` (reused)."""
+    return images_or_reading if isinstance(images_or_reading, dict) else analyse(images_or_reading, probe)
+
+
+_REAL_READINGS: dict[tuple, dict] = {}
+
+
+def _real_reading(model, domain: str, n: int, size: int, split: str, balanced: bool) -> dict[str, torch.Tensor]:
+    """The probe's reading of a real ToyFaces set, computed once per session."""
+    key = (id(model), domain, n, size, split, balanced)
+    if key not in _REAL_READINGS:
+        _REAL_READINGS[key] = analyse(tf.toyfaces(domain, n=n, size=size, split=split, balanced=balanced).unit(), model)
+    return _REAL_READINGS[key]
 
 
 # --------------------------------------------------------------------------- translation metrics
 
-def realism(images01: torch.Tensor, domain: str, probe=None) -> float:
+def realism(images01, domain: str, probe=None) -> float:
     """Mean probability, by the probe, that the images belong to ``domain`` ("human" or "anime")."""
     _check_domain(domain)
-    p = read_faces(images01, probe)["p_anime"]
+    p = _reading(images01, probe)["p_anime"]
     return float((p if domain == "anime" else 1 - p).mean())
 
 
-def attr_agreement(images01: torch.Tensor, records: tf.Records, probe=None) -> dict[str, float]:
+def attr_agreement(images01, records: tf.Records, probe=None) -> dict[str, float]:
     """Per-attribute agreement between ``records`` and what the probe reads (roll: within 5 degrees)."""
-    if len(records) != len(images01):
-        raise ValueError(f"{len(images01)} images but {len(records)} records")
-    got = read_faces(images01, probe)
+    got = _reading(images01, probe)
+    if len(records) != len(got["roll"]):
+        raise ValueError(f"{len(got['roll'])} images but {len(records)} records")
     res = {k: float((got[k].numpy() == np.asarray(records.attrs[k])).mean()) for k in tf.ATTRIBUTE_NAMES}
     res["roll"] = float((np.abs(got["roll"].numpy() - np.asarray(records.roll)) <= ROLL_TOLERANCE).mean())
     return res
 
 
-def attr_preservation(images01: torch.Tensor, records: tf.Records, probe=None) -> float:
+def attr_preservation(images01, records: tf.Records, probe=None) -> float:
     """Mean over attributes (and roll) of :func:`attr_agreement`: 1 = every attribute kept."""
     return float(np.mean(list(attr_agreement(images01, records, probe).values())))
 
 
-def roll_error(images01: torch.Tensor, records: tf.Records, probe=None) -> float:
+def roll_error(images01, records: tf.Records, probe=None) -> float:
     """Mean absolute difference, in degrees, between the source roll and the roll the probe reads."""
-    got = read_faces(images01, probe)["roll"].numpy()
+    got = _reading(images01, probe)["roll"].numpy()
     return float(np.abs(got - np.asarray(records.roll)).mean())
 
 
@@ -134,19 +164,21 @@ class ProbeFeatures(nn.Module):
         return self.probe.eval().features(x.float().to(dev)).cpu()
 
 
-def _fid_metric(probe):
+class _Precomputed(nn.Module):
+    """Feature extractor for features that :func:`analyse` already computed (one probe pass per set)."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
+def _fid_metric(num_features: int):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    return FrechetInceptionDistance(feature=ProbeFeatures(probe), reset_real_features=False, normalize=True)
-
-
-def _update(metric, images01: torch.Tensor, real: bool, batch: int = 500) -> None:
-    for i in range(0, len(images01), batch):
-        metric.update(images01[i : i + batch], real=real)
-
-
-def _real(domain: str, n: int, size: int, split: str, balanced: bool) -> torch.Tensor:
-    return tf.toyfaces(domain, n=n, size=size, split=split, balanced=balanced).unit()
+    return FrechetInceptionDistance(feature=_Precomputed(num_features), reset_real_features=False)
 
 
 _FID_REFERENCES: dict[tuple, tuple] = {}
@@ -160,34 +192,44 @@ def _fid_reference(model, target_domain: str, n: int, size: int, balanced: bool)
     key = (id(model), target_domain, n, size, balanced)
     if key not in _FID_REFERENCES:
         source = "human" if target_domain == "anime" else "anime"
-        metric = _fid_metric(model)
-        _update(metric, _real(target_domain, max(REFERENCE_MIN, n), size, "val", balanced), real=True)
+        real = _real_reading(model, target_domain, max(REFERENCE_MIN, n), size, "val", balanced)["features"]
+        metric = _fid_metric(real.shape[1])
+        metric.update(real, real=True)
         raw = []
         for dom in (target_domain, source):
             metric.reset()  # keeps the real statistics (reset_real_features=False)
-            _update(metric, _real(dom, n, size, "extra", balanced), real=False)
+            metric.update(_real_reading(model, dom, n, size, "extra", balanced)["features"], real=False)
             raw.append(float(metric.compute()))
         _FID_REFERENCES[key] = (metric, raw[0], raw[1])
     return _FID_REFERENCES[key]
 
 
-def toy_fid(images01: torch.Tensor, target_domain: str, probe=None, balanced: bool = False,
-            raw: bool = False) -> float:
+def toy_fid(images01, target_domain: str, probe=None, balanced: bool = False, raw: bool = False,
+            size: int | None = None) -> float:
     """Normalised Frechet distance to real ``target_domain`` images in the probe's feature space.
 
     0 = as close as a fresh real target set of the same size, 1 = as far as real images of the
     other (source) domain. References are rendered at the images' own size and with the natural
     (biased) frequencies unless ``balanced``. ``raw=True`` returns the unnormalised distance.
-    Needs at least 2 images; below about 200 the figure is noisy.
+    Needs at least 2 images; below about 200 the figure is noisy. (``images01`` may also be a
+    reading from :func:`analyse`; then give ``size``.)
     """
     _check_domain(target_domain)
-    x = _check01(images01)
-    if len(x) < 2:
-        raise ValueError("toy_fid needs at least 2 images")
     model = _probe(probe)
-    metric, f_fresh, f_source = _fid_reference(model, target_domain, len(x), int(x.shape[-1]), balanced)
+    if isinstance(images01, dict):
+        reading = images01
+        if size is None:
+            raise ValueError("toy_fid of a reading needs the image size (size=...)")
+    else:
+        x = _check01(images01)
+        size = int(x.shape[-1])
+        reading = analyse(x, model)
+    n = len(reading["features"])
+    if n < 2:
+        raise ValueError("toy_fid needs at least 2 images")
+    metric, f_fresh, f_source = _fid_reference(model, target_domain, n, size, balanced)
     metric.reset()
-    _update(metric, x, real=False)
+    metric.update(reading["features"], real=False)
     value = float(metric.compute())
     if raw:
         return value
@@ -196,9 +238,9 @@ def toy_fid(images01: torch.Tensor, target_domain: str, probe=None, balanced: bo
 
 # --------------------------------------------------------------------------- generators
 
-def attribute_histograms(images01: torch.Tensor, probe=None) -> dict[str, np.ndarray]:
+def attribute_histograms(images01, probe=None) -> dict[str, np.ndarray]:
     """Probability of each class per attribute as read by the probe, plus roll in 6 bins of 10 degrees."""
-    got = read_faces(images01, probe)
+    got = _reading(images01, probe)
     hist = {k: np.bincount(got[k].numpy(), minlength=len(v)) / len(got[k]) for k, v in tf.ATTRIBUTES.items()}
     bins = np.linspace(-tf.ROLL_RANGE, tf.ROLL_RANGE, 7)
     roll = np.clip(got["roll"].numpy(), -tf.ROLL_RANGE + 1e-3, tf.ROLL_RANGE - 1e-3)
@@ -206,7 +248,7 @@ def attribute_histograms(images01: torch.Tensor, probe=None) -> dict[str, np.nda
     return hist
 
 
-def diversity(images01: torch.Tensor, domain: str, probe=None, balanced: bool = False) -> float:
+def diversity(images01, domain: str, probe=None, balanced: bool = False, size: int | None = None) -> float:
     """Distance between the attribute distribution of samples and of real ``domain`` data.
 
     Mean total-variation distance over the attributes and roll, both sides read by the probe
@@ -214,9 +256,14 @@ def diversity(images01: torch.Tensor, domain: str, probe=None, balanced: bool = 
     one face scores close to 1. Compare with :func:`reference_points` (real vs fresh real).
     """
     _check_domain(domain)
-    x = _check01(images01)
-    real = _real(domain, max(REFERENCE_MIN, len(x)), int(x.shape[-1]), "val", balanced)
-    hs, hr = attribute_histograms(x, probe), attribute_histograms(real, probe)
+    model = _probe(probe)
+    if not isinstance(images01, dict):
+        size = int(_check01(images01).shape[-1])
+    elif size is None:
+        raise ValueError("diversity of a reading needs the image size (size=...)")
+    got = _reading(images01, model)
+    real = _real_reading(model, domain, max(REFERENCE_MIN, len(got["roll"])), size, "val", balanced)
+    hs, hr = attribute_histograms(got, model), attribute_histograms(real, model)
     return float(np.mean([0.5 * np.abs(hs[k] - hr[k]).sum() for k in hs]))
 
 
@@ -236,21 +283,25 @@ def evaluate_translation(fake01: torch.Tensor, source: tf.ToySet, target_domain:
         if counterpart01.shape[-1] != fake01.shape[-1]:
             counterpart01 = torch.nn.functional.interpolate(counterpart01, size=fake01.shape[-2:], mode="bilinear",
                                                             antialias=True, align_corners=False)
+    reading = analyse(fake01, probe)
+    size = int(fake01.shape[-1])
     return {
-        "realism": realism(fake01, target_domain, probe),
-        "attr_preservation": attr_preservation(fake01, source.records, probe),
+        "realism": realism(reading, target_domain, probe),
+        "attr_preservation": attr_preservation(reading, source.records, probe),
         "gt_l1": gt_l1(fake01, counterpart01),
-        "toy_fid": toy_fid(fake01, target_domain, probe),
-        "roll_error": roll_error(fake01, source.records, probe),
+        "toy_fid": toy_fid(reading, target_domain, probe, size=size),
+        "roll_error": roll_error(reading, source.records, probe),
     }
 
 
 def evaluate_generator(samples01: torch.Tensor, domain: str, probe=None) -> dict[str, float]:
     """realism, toy_fid and diversity of unconditional samples of ``domain``."""
+    reading = analyse(samples01, probe)
+    size = int(samples01.shape[-1])
     return {
-        "realism": realism(samples01, domain, probe),
-        "toy_fid": toy_fid(samples01, domain, probe),
-        "diversity": diversity(samples01, domain, probe),
+        "realism": realism(reading, domain, probe),
+        "toy_fid": toy_fid(reading, domain, probe, size=size),
+        "diversity": diversity(reading, domain, probe, size=size),
     }
 
 
@@ -264,10 +315,10 @@ def reference_points(n: int = 500, size: int = 64, probe=None) -> list[dict[str,
     rows = []
     for dom in tf.DOMAINS:
         real = tf.toyfaces(dom, n=n, size=size, split="test")
-        x = real.unit()
-        rows.append({"method": "real data", "direction": dom, "realism": realism(x, dom, probe),
-                     "attr_preservation": attr_preservation(x, real.records, probe), "gt_l1": None,
-                     "toy_fid": toy_fid(x, dom, probe), "diversity": diversity(x, dom, probe)})
+        r = analyse(real.unit(), probe)
+        rows.append({"method": "real data", "direction": dom, "realism": realism(r, dom, probe),
+                     "attr_preservation": attr_preservation(r, real.records, probe), "gt_l1": None,
+                     "toy_fid": toy_fid(r, dom, probe, size=size), "diversity": diversity(r, dom, probe, size=size)})
     for src, dst in (("human", "anime"), ("anime", "human")):
         source = tf.toyfaces(src, n=n, size=size, split="test", with_counterpart=True)
         m = evaluate_translation(source.unit(), source, dst, probe=probe)

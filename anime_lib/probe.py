@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,10 @@ class Probe(nn.Module):
         return F.relu(self.feature(h))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = self.features(x)
+        return self.heads_from_features(self.features(x))
+
+    def heads_from_features(self, f: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits per attribute and for the domain, roll in degrees, from (N, 128) features."""
         out = {k: head(f) for k, head in self.heads.items()}
         out["domain"] = self.domain(f)  # logits: 0 human, 1 anime
         out["roll"] = self.roll(f).squeeze(1) * tf.ROLL_RANGE  # degrees
@@ -166,16 +170,34 @@ def predict(model: Probe, images01: torch.Tensor, batch: int = 256) -> dict[str,
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
 
+def save_probe(model: Probe, path: str | Path) -> Path:
+    """Save the weights with the ToyFaces render version they were trained on (atomic rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    torch.save({"state_dict": model.state_dict(), "render_version": tf.RENDER_VERSION}, tmp)
+    tmp.replace(p)
+    return p
+
+
 def load_probe(path: str | Path | None = None) -> Probe:
-    """Load the committed probe weights (weights_only=True); a clear error if they are missing."""
+    """Load the committed probe weights (weights_only=True); a clear error if they are missing or
+    corrupt, a warning if they were trained on another version of the ToyFaces renderer."""
     p = Path(path) if path else WEIGHTS
     if not p.exists():
         raise FileNotFoundError(f"probe weights not found at {p}; train them with `python -m anime_lib.probe`")
     model = Probe()
     try:
-        model.load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+        state = blob.get("state_dict", blob)
+        model.load_state_dict(state)
     except Exception as exc:
         raise RuntimeError(f"probe weights at {p} are corrupt or from another version ({exc}); retrain with `python -m anime_lib.probe`") from exc
+    version = blob.get("render_version")
+    if version != tf.RENDER_VERSION:
+        warnings.warn(f"the probe at {p} was trained on ToyFaces render version {version}, but the renderer is version "
+                      f"{tf.RENDER_VERSION}; its readings may be off. Retrain it with `python -m anime_lib.probe`.",
+                      stacklevel=2)
     return model.eval()
 
 
@@ -187,8 +209,7 @@ def main() -> None:
     a = ap.parse_args()
     t0 = time.time()
     model = train_probe(a.n, a.epochs)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), a.out)
+    save_probe(model, a.out)
     print(f"trained in {time.time() - t0:.0f} s; saved {a.out}")
     for k, v in evaluate_probe(model).items():
         print(f"  {k:12s} {v:.3f}")

@@ -46,6 +46,32 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
+
+
+def _figure_png(fig: Figure) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _register_figure_display() -> None:
+    """Let a Jupyter kernel show a bare ``Figure`` as a PNG (cell result or ``display(fig)``).
+
+    Without ``%matplotlib inline`` IPython only knows how to print "<Figure size ...>" for a Figure
+    made without pyplot; papermill and nbval outputs would then hold no pictures.
+    """
+    if not _in_ipython_kernel():
+        return
+    from IPython import get_ipython
+
+    formatter = get_ipython().display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, _figure_png)
+
+
+_register_figure_display()
+
 __all__ = [
     "to_unit_range",
     "grid_array",

@@ -116,3 +116,12 @@ def test_inception_fid_never_fakes_a_number(monkeypatch, human32):
     monkeypatch.setattr(builtins, "__import__", no_fidelity)
     with pytest.raises(metrics.MetricUnavailable, match="torch-fidelity"):
         metrics.inception_fid_kid(human32.unit(), human32.unit())
+
+
+def test_probe_warns_when_the_renderer_changed(tmp_path, monkeypatch, probe):
+    from anime_lib.probe import save_probe
+
+    path = save_probe(probe, tmp_path / "p.pt")
+    monkeypatch.setattr(tf, "RENDER_VERSION", tf.RENDER_VERSION + 1)
+    with pytest.warns(UserWarning, match="render version"):
+        load_probe(path)

@@ -99,3 +99,14 @@ def test_injected_values_win(monkeypatch):
                        {"smoke": {"STEPS": 5}, "cpu": {"STEPS": 500}})
     assert p.IMG_SIZE == 48 and p.STEPS == 5 and p.DATASET == "toyfaces" and p.PROFILE == "smoke"
     assert "IMG_SIZE" in p.explicit and "STEPS" not in p.explicit
+
+
+def test_rerunning_the_resolve_cell_ignores_non_parameters(monkeypatch, tmp_path):
+    monkeypatch.setenv("ANIME_LIB_PROFILE", "smoke")
+    first = resolve_params({"PROFILE": "auto", "IMG_SIZE": None})
+    # a notebook's globals after the resolve cell ran once: P, OUT and an imported module
+    import math
+
+    again = resolve_params({"PROFILE": "auto", "IMG_SIZE": None, "P": first, "OUT": tmp_path, "MATH": math})
+    assert "P" not in again.values and "OUT" not in again.values and "MATH" not in again.values
+    assert again.IMG_SIZE == first.IMG_SIZE
