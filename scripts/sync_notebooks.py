@@ -1,4 +1,5 @@
-"""Keep the lesson notebooks' Colab badges and install cells in step with anime_lib.config.REPO_URL.
+"""Keep the lesson notebooks' Colab badges and install cells, and the README's lesson table with its
+Colab/Binder badges, in step with anime_lib.config.REPO_URL and the notebooks.
 
     python scripts/sync_notebooks.py            # fix badges / install cells, strip outputs (all notebooks)
     python scripts/sync_notebooks.py --check    # only report problems; exit 1 if there are any
@@ -39,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         for problem in notebook_meta.check_notebook(path):
             print(f"{path}: {problem}")
             n_problems += 1
+    readme = REPO_ROOT / "README.md"
+    all_notebooks = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+    if notebook_meta.sync_readme(readme, all_notebooks, check=args.check):
+        if args.check:
+            print(f"{readme}: the lesson table is out of date (run python scripts/sync_notebooks.py)")
+            n_problems += 1
+        else:
+            print(f"updated the lesson table in {readme}")
     verdict = "all notebooks follow the conventions" if not n_problems else f"{n_problems} problem(s)"
     print(f"{len(paths)} notebook(s) checked: {verdict}")
     return 1 if n_problems else 0

@@ -8,7 +8,7 @@ from typing import Callable
 import nbformat
 import pytest
 
-from anime_lib import config
+from anime_lib import config, notebook_meta
 from anime_lib.notebook_meta import (
     NotebookConventionError,
     badge_markdown,
@@ -63,6 +63,7 @@ def _conforming(name: str = "01_demo.ipynb") -> nbformat.NotebookNode:
     cells[1].metadata["tags"] = ["colab-install"]
     cells[2].metadata["tags"] = ["parameters"]
     nb.cells = cells
+    nb.metadata["anime_lib"] = {"summary": "a demo, measured"}
     return nb
 
 
@@ -172,10 +173,10 @@ def test_training_rule_and_metadata_override():
     assert is_training_lesson(nb)  # calls train_loop(
     nb.cells[3].source = BODY
     assert not is_training_lesson(nb)
-    nb.metadata["anime_lib"] = {"trains": True}
+    nb.metadata["anime_lib"]["trains"] = True
     assert is_training_lesson(nb)
     nb.cells[3].source = TRAINING_BODY
-    nb.metadata["anime_lib"] = {"trains": False}
+    nb.metadata["anime_lib"]["trains"] = False
     assert not is_training_lesson(nb)
 
 
@@ -319,3 +320,41 @@ def test_sync_script(tmp_path: Path, capsys):
     assert script.main([str(bad)]) == 1  # a missing parameters cell cannot be fixed automatically
     assert "found 0" in capsys.readouterr().out
 
+
+
+# --------------------------------------------------------------------------------------------------
+# The README's lesson table is generated from the notebooks and REPO_URL
+# --------------------------------------------------------------------------------------------------
+
+def test_readme_lesson_table_is_in_sync():
+    root = Path(__file__).resolve().parent.parent
+    notebooks = sorted((root / "notebooks").glob("*.ipynb"))
+    assert not notebook_meta.sync_readme(root / "README.md", notebooks, check=True), (
+        "README.md's lesson table is out of date: run python scripts/sync_notebooks.py")
+
+
+def test_lesson_table_follows_repo_url(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 07 · Something new\ntext")]
+    nb.metadata["anime_lib"] = {"summary": "a thing, measured"}
+    path = tmp_path / "07_something_new.ipynb"
+    nbformat.write(nb, path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{notebook_meta.README_START}\nold\n{notebook_meta.README_END}\noutro\n")
+    monkeypatch.setattr(notebook_meta.config, "REPO_URL", "https://github.com/someone/fork")
+    assert notebook_meta.sync_readme(readme, [path]) is True
+    text = readme.read_text()
+    assert "| 07 | [Something new](notebooks/07_something_new.ipynb) | a thing, measured |" in text
+    assert "colab.research.google.com/github/someone/fork/blob/" in text
+    assert "mybinder.org/v2/gh/someone/fork/" in text
+    assert text.startswith("intro\n") and text.endswith("outro\n")
+    assert notebook_meta.sync_readme(readme, [path]) is False
+    readme.write_text("no markers")
+    with pytest.raises(notebook_meta.NotebookConventionError, match="markers"):
+        notebook_meta.sync_readme(readme, [path])
+
+
+def test_summary_for_the_readme_is_required(tmp_path: Path):
+    nb = _conforming()
+    del nb.metadata["anime_lib"]["summary"]
+    assert any("anime_lib.summary" in p for p in check_notebook(_save(nb, tmp_path)))
