@@ -69,7 +69,7 @@ def _cuda_available() -> bool:
 
 
 #: Types a notebook parameter can have (what papermill can inject). Other UPPER_CASE globals are ignored.
-_PARAMETER_TYPES = (type(None), bool, int, float, str, list, tuple, dict)
+_PARAMETER_TYPES = (type(None), bool, int, float, str, list, tuple, dict, os.PathLike)
 
 
 @dataclass
@@ -126,7 +126,7 @@ def resolve_params(
     for k in names:
         v = given[k]
         if not isinstance(v, _PARAMETER_TYPES):
-            continue  # a module, function, Params object or Path defined in the notebook is not a parameter
+            continue  # a module, function or Params object defined in the notebook is not a parameter
         if v is None or (isinstance(v, str) and v.lower() == "auto" and k != "PROFILE"):
             values[k] = merged.get(k)
         else:

@@ -104,9 +104,11 @@ def test_injected_values_win(monkeypatch):
 def test_rerunning_the_resolve_cell_ignores_non_parameters(monkeypatch, tmp_path):
     monkeypatch.setenv("ANIME_LIB_PROFILE", "smoke")
     first = resolve_params({"PROFILE": "auto", "IMG_SIZE": None})
-    # a notebook's globals after the resolve cell ran once: P, OUT and an imported module
+    # a notebook's globals after the resolve cell ran once: P, an imported module, a function
     import math
 
-    again = resolve_params({"PROFILE": "auto", "IMG_SIZE": None, "P": first, "OUT": tmp_path, "MATH": math})
-    assert "P" not in again.values and "OUT" not in again.values and "MATH" not in again.values
+    again = resolve_params({"PROFILE": "auto", "IMG_SIZE": None, "P": first, "MATH": math, "F": math.cos,
+                            "OUT_DIR": tmp_path})
+    assert "P" not in again.values and "MATH" not in again.values and "F" not in again.values
+    assert again.OUT_DIR == tmp_path
     assert again.IMG_SIZE == first.IMG_SIZE
