@@ -11,7 +11,9 @@ attribute and the roll angle of a face.
 - :func:`gt_l1`: mean absolute pixel error against the ground-truth counterparts.
 - :func:`toy_fid`: Frechet distance in the probe's feature space (torchmetrics' FID with the probe as a
   custom feature extractor), normalised: 0 = as close as a fresh real target set, 1 = as far as real
-  images of the source domain. The headline realism figure.
+  images of the source domain. The headline realism figure. For translations the real target set is
+  drawn with the source's attribute frequencies (``matched=True``), so that keeping a dark-skinned
+  face dark is not penalised by the anime data's light-skin skew.
 - :func:`diversity`: distance between the attribute distribution of samples and of real data
   (mean total variation over attributes; 0 = as varied as real data; mode collapse pushes it up).
 - :func:`inception_fid_kid`: standard FID/KID with Inception-v3, only where its weights are present.
@@ -100,11 +102,19 @@ def _reading(images_or_reading, probe) -> dict[str, torch.Tensor]:
 _REAL_READINGS: dict[tuple, dict] = {}
 
 
-def _real_reading(model, domain: str, n: int, size: int, split: str, balanced: bool) -> dict[str, torch.Tensor]:
-    """The probe's reading of a real ToyFaces set, computed once per session."""
-    key = (id(model), domain, n, size, split, balanced)
+def _real_reading(model, domain: str, n: int, size: int, split: str, balanced: bool,
+                  records_from: str | None = None) -> dict[str, torch.Tensor]:
+    """The probe's reading of real ToyFaces of ``domain``, computed once per session.
+
+    ``records_from``: draw the attribute records with that domain's frequencies (default: ``domain``'s
+    own). Faces of ``domain`` drawn with the other domain's frequencies are the ground-truth
+    translations of a real set of that other domain.
+    """
+    records_from = records_from or domain
+    key = (id(model), domain, records_from, n, size, split, balanced)
     if key not in _REAL_READINGS:
-        _REAL_READINGS[key] = analyse(tf.toyfaces(domain, n=n, size=size, split=split, balanced=balanced).unit(), model)
+        ds = tf.toyfaces(records_from, n=n, size=size, split=split, balanced=balanced, with_counterpart=records_from != domain)
+        _REAL_READINGS[key] = analyse((ds if records_from == domain else ds.counterpart()).unit(), model)
     return _REAL_READINGS[key]
 
 
@@ -184,35 +194,45 @@ def _fid_metric(num_features: int):
 _FID_REFERENCES: dict[tuple, tuple] = {}
 
 
-def _fid_reference(model, target_domain: str, n: int, size: int, balanced: bool):
+def _fid_reference(model, target_domain: str, n: int, size: int, balanced: bool, matched: bool):
     """(metric holding the real target statistics, raw FID of a fresh real target set, raw FID of real source).
 
-    Computed once per (probe, domain, set size, image size, balance) and kept for the session.
+    ``matched``: the real target sets are drawn with the *source* domain's attribute frequencies (the
+    ground-truth translations of real source sets) instead of the target's own. Computed once per
+    (probe, domain, set size, image size, balance, matching) and kept for the session.
     """
-    key = (id(model), target_domain, n, size, balanced)
+    key = (id(model), target_domain, n, size, balanced, matched)
     if key not in _FID_REFERENCES:
         source = "human" if target_domain == "anime" else "anime"
-        real = _real_reading(model, target_domain, max(REFERENCE_MIN, n), size, "val", balanced)["features"]
-        metric = _fid_metric(real.shape[1])
-        metric.update(real, real=True)
+        records_from = source if matched else target_domain
+        real = _real_reading(model, target_domain, max(REFERENCE_MIN, n), size, "val", balanced, records_from)
+        metric = _fid_metric(real["features"].shape[1])
+        metric.update(real["features"], real=True)
         raw = []
-        for dom in (target_domain, source):
+        for dom, rec in ((target_domain, records_from), (source, source)):
             metric.reset()  # keeps the real statistics (reset_real_features=False)
-            metric.update(_real_reading(model, dom, n, size, "extra", balanced)["features"], real=False)
+            metric.update(_real_reading(model, dom, n, size, "extra", balanced, rec)["features"], real=False)
             raw.append(float(metric.compute()))
         _FID_REFERENCES[key] = (metric, raw[0], raw[1])
     return _FID_REFERENCES[key]
 
 
 def toy_fid(images01, target_domain: str, probe=None, balanced: bool = False, raw: bool = False,
-            size: int | None = None) -> float:
+            size: int | None = None, matched: bool = False) -> float:
     """Normalised Frechet distance to real ``target_domain`` images in the probe's feature space.
 
     0 = as close as a fresh real target set of the same size, 1 = as far as real images of the
-    other (source) domain. References are rendered at the images' own size and with the natural
-    (biased) frequencies unless ``balanced``. ``raw=True`` returns the unnormalised distance.
-    Needs at least 2 images; below about 200 the figure is noisy. (``images01`` may also be a
-    reading from :func:`analyse`; then give ``size``.)
+    other (source) domain. References are rendered at the images' own size, with the natural
+    (biased) frequencies unless ``balanced``.
+
+    ``matched=True`` (what :func:`evaluate_translation` uses) draws the real target references with
+    the *source* domain's attribute frequencies: they are ground-truth translations of fresh source
+    faces. A faithful translator keeps the source's attributes (dark skin stays dark), so it must not
+    be compared with the target's skewed population; with ``matched=False`` a perfect human->anime
+    translation would score well above 0 only because real anime faces are mostly light-skinned.
+
+    ``raw=True`` returns the unnormalised distance. Needs at least 2 images; below about 200 the
+    figure is noisy. (``images01`` may also be a reading from :func:`analyse`; then give ``size``.)
     """
     _check_domain(target_domain)
     model = _probe(probe)
@@ -227,7 +247,7 @@ def toy_fid(images01, target_domain: str, probe=None, balanced: bool = False, ra
     n = len(reading["features"])
     if n < 2:
         raise ValueError("toy_fid needs at least 2 images")
-    metric, f_fresh, f_source = _fid_reference(model, target_domain, n, size, balanced)
+    metric, f_fresh, f_source = _fid_reference(model, target_domain, n, size, balanced, matched)
     metric.reset()
     metric.update(reading["features"], real=False)
     value = float(metric.compute())
@@ -289,7 +309,7 @@ def evaluate_translation(fake01: torch.Tensor, source: tf.ToySet, target_domain:
         "realism": realism(reading, target_domain, probe),
         "attr_preservation": attr_preservation(reading, source.records, probe),
         "gt_l1": gt_l1(fake01, counterpart01),
-        "toy_fid": toy_fid(reading, target_domain, probe, size=size),
+        "toy_fid": toy_fid(reading, target_domain, probe, size=size, balanced=source.balanced, matched=True),
         "roll_error": roll_error(reading, source.records, probe),
     }
 
@@ -308,9 +328,9 @@ def evaluate_generator(samples01: torch.Tensor, domain: str, probe=None) -> dict
 def reference_points(n: int = 500, size: int = 64, probe=None) -> list[dict[str, Any]]:
     """The numbers every result should be read against, measured on fresh ToyFaces test sets.
 
-    Rows: real images of each domain (realism, toy_fid against an independent real set, diversity),
-    and the identity mapping in each direction (the input returned unchanged: its gt_l1,
-    attr_preservation, realism and toy_fid).
+    Rows: real images of each domain (realism, toy_fid against an independent real set, diversity);
+    per direction, the identity mapping (the input returned unchanged: the floor) and the ground truth
+    (the true counterparts, what a perfect translator would output: the ceiling).
     """
     rows = []
     for dom in tf.DOMAINS:
@@ -323,6 +343,8 @@ def reference_points(n: int = 500, size: int = 64, probe=None) -> list[dict[str,
         source = tf.toyfaces(src, n=n, size=size, split="test", with_counterpart=True)
         m = evaluate_translation(source.unit(), source, dst, probe=probe)
         rows.append({"method": "identity (no translation)", "direction": f"{src}->{dst}", **m, "diversity": None})
+        m = evaluate_translation(source.counterpart().unit(), source, dst, probe=probe)
+        rows.append({"method": "ground truth (perfect translator)", "direction": f"{src}->{dst}", **m, "diversity": None})
     return rows
 
 

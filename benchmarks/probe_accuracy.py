@@ -38,10 +38,10 @@ def main() -> None:
     rows = metrics.reference_points(n=min(a.n, 500), size=a.size, probe=probe)
     print(f"\nreference points (n={min(a.n, 500)}, {a.size} px, {time.perf_counter() - t0:.1f} s)")
     cols = ["realism", "attr_preservation", "gt_l1", "toy_fid", "diversity"]
-    print(f"  {'method':28s} {'direction':14s} " + " ".join(f"{c:>17s}" for c in cols))
+    print(f"  {'method':34s} {'direction':14s} " + " ".join(f"{c:>17s}" for c in cols))
     for r in rows:
         cells = " ".join(f"{'-':>17s}" if r.get(c) is None else f"{r[c]:17.3f}" for c in cols)
-        print(f"  {r['method']:28s} {r['direction']:14s} {cells}")
+        print(f"  {r['method']:34s} {r['direction']:14s} {cells}")
 
 
 if __name__ == "__main__":

@@ -125,3 +125,14 @@ def test_probe_warns_when_the_renderer_changed(tmp_path, monkeypatch, probe):
     monkeypatch.setattr(tf, "RENDER_VERSION", tf.RENDER_VERSION + 1)
     with pytest.warns(UserWarning, match="render version"):
         load_probe(path)
+
+
+def test_translation_toy_fid_does_not_punish_keeping_attributes(probe, human32):
+    # the ground-truth translations carry human attribute frequencies (30% light skin); real anime
+    # faces are 70% light. Matched references score a perfect translator near 0, unmatched ones do not.
+    truth = human32.counterpart().unit()
+    matched = metrics.toy_fid(truth, "anime", probe, matched=True)
+    unmatched = metrics.toy_fid(truth, "anime", probe, matched=False)
+    assert abs(matched) < 0.15, matched
+    assert unmatched > matched + 0.1, (matched, unmatched)
+    assert metrics.evaluate_translation(truth, human32, "anime", probe=probe)["toy_fid"] == pytest.approx(matched)
