@@ -1,0 +1,314 @@
+"""CycleGAN (Zhu, Park, Isola and Efros 2017): two generators and two PatchGAN discriminators.
+
+Read top to bottom like the paper:
+
+* :class:`ResnetBlock`: x + F(x), with F = pad, conv 3x3, InstanceNorm, ReLU, pad, conv 3x3, InstanceNorm.
+* :class:`ResnetGenerator`: reflect-pad + 7x7 conv, two stride-2 convs (encoder), ``n_blocks`` residual
+  blocks at 4 * ngf channels (the "transformer"), two stride-2 transposed convs (decoder), 7x7 conv and
+  ``tanh``. Images (N, 3, S, S) in [-1, 1] -> (N, 3, S, S) in [-1, 1], S a multiple of 4.
+* :class:`PatchDiscriminator`: the "70x70 PatchGAN": stride-2 4x4 convs, then two stride-1 ones; one raw
+  logit per overlapping patch (no sigmoid), so (N, 3, S, S) -> (N, 1, s, s).
+* :class:`CycleGAN`: the four networks. A = human photos, B = anime faces;
+  ``G_AB``: human -> anime, ``G_BA``: anime -> human, ``D_A`` judges humans, ``D_B`` anime.
+* :func:`generator_objective`, :func:`discriminator_objective` and :func:`train_step`: the full objective
+  (LSGAN + lambda_cycle * cycle + lambda_identity * lambda_cycle * identity) and one update of all four
+  networks, G first (D frozen), then D on fakes drawn from the image pools.
+
+Sizes are scaled to small images with :func:`default_n_blocks` and :func:`default_n_layers`
+(9 blocks / 3 D layers at 256 px, as in the paper). Conventions follow the authors' repository:
+InstanceNorm without affine parameters, convolutions with bias, N(0, 0.02) initialisation.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
+from anime_lib.training import ImagePool, init_weights
+
+__all__ = [
+    "default_n_blocks",
+    "default_n_layers",
+    "patch_receptive_field",
+    "ResnetBlock",
+    "ResnetGenerator",
+    "PatchDiscriminator",
+    "CycleGAN",
+    "CycleLosses",
+    "add_input_noise",
+    "generator_objective",
+    "discriminator_objective",
+    "train_step",
+    "batch_indices",
+    "translate",
+]
+
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def default_n_blocks(img_size: int) -> int:
+    """Residual blocks for an image side: 9 at >= 256 px (paper), 6 at 128, 4 at 64, 3 below."""
+    if img_size >= 256:
+        return 9
+    if img_size >= 128:
+        return 6
+    return 4 if img_size >= 64 else 3
+
+
+def default_n_layers(img_size: int) -> int:
+    """Stride-2 layers of the PatchGAN: 3 (70 px patches) from 128 px up, 2 (34 px) at 48-64 px, 1 (16 px) below.
+
+    The paper's 70 px patch covers about a quarter of a 256 px image side; keeping the patch between a
+    quarter and a half of the side keeps D a *local* texture critic on small images.
+    """
+    if img_size >= 128:
+        return 3
+    return 2 if img_size >= 48 else 1
+
+
+def patch_receptive_field(n_layers: int) -> int:
+    """Side in pixels of the input patch one output logit of :class:`PatchDiscriminator` sees (3 -> 70)."""
+    r = 1
+    for _ in range(2):  # the two stride-1 4x4 convs at the end
+        r += 3
+    for _ in range(n_layers):  # the stride-2 4x4 convs, walked backwards
+        r = (r - 1) * 2 + 4
+    return r
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2, inplace=True)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
+
+
+class ResnetBlock(nn.Module):
+    """(N, C, H, W) -> (N, C, H, W): ``x + F(x)`` with reflect padding, so borders stay natural."""
+
+    def __init__(self, channels: int, activation: str = "relu"):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels), _activation(activation),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """Image (N, 3, S, S) in [-1, 1] -> translated image (N, 3, S, S) in [-1, 1]; S a multiple of 4.
+
+    ``ngf`` channels at full resolution, 2 * ngf at S/2, 4 * ngf at S/4 where the ``n_blocks`` residual
+    blocks work. ``activation``: "relu" (paper) or "leaky_relu" (slope 0.2, a switch the reports tried).
+    """
+
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, activation: str = "relu", in_channels: int = 3,
+                 out_channels: int = 3):
+        super().__init__()
+        act = lambda: _activation(activation)  # noqa: E731  (a fresh module each time)
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), nn.InstanceNorm2d(ngf), act())
+        self.down = nn.Sequential(
+            nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * ngf), act(),
+            nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1), nn.InstanceNorm2d(4 * ngf), act(),
+        )
+        self.blocks = nn.Sequential(*[ResnetBlock(4 * ngf, activation) for _ in range(n_blocks)])
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(4 * ngf, 2 * ngf, 3, stride=2, padding=1, output_padding=1), nn.InstanceNorm2d(2 * ngf), act(),
+            nn.ConvTranspose2d(2 * ngf, ngf, 3, stride=2, padding=1, output_padding=1), nn.InstanceNorm2d(ngf), act(),
+        )
+        self.to_rgb = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh())
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ValueError(f"image sides must be multiples of 4, got {tuple(x.shape[-2:])}")
+        return self.to_rgb(self.up(self.blocks(self.down(self.stem(x)))))
+
+
+class PatchDiscriminator(nn.Module):
+    """Image (N, 3, S, S) in [-1, 1] -> patch logits (N, 1, S / 2**n_layers - 2, same), > 0 means "real".
+
+    conv 4x4 s2 + LeakyReLU(0.2) (no norm on the first layer), ``n_layers - 1`` more stride-2 convs with
+    InstanceNorm, one stride-1 conv with InstanceNorm, a final stride-1 conv to one channel. Channels
+    ndf * min(2**k, 8). Each logit sees a :func:`patch_receptive_field` (n_layers) pixel square.
+    """
+
+    def __init__(self, ndf: int = 64, n_layers: int = 3, in_channels: int = 3):
+        super().__init__()
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        ch = ndf
+        for k in range(1, n_layers + 1):
+            out = ndf * min(2 ** k, 8)
+            stride = 2 if k < n_layers else 1  # the last of these is the stride-1 block
+            layers += [nn.Conv2d(ch, out, 4, stride=stride, padding=1), nn.InstanceNorm2d(out), nn.LeakyReLU(0.2, inplace=True)]
+            ch = out
+        layers.append(nn.Conv2d(ch, 1, 4, stride=1, padding=1))
+        self.net = nn.Sequential(*layers)
+        self.n_layers = n_layers
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CycleGAN(nn.Module):
+    """The four networks. A = human, B = anime. ``G_AB(human) -> anime``, ``G_BA(anime) -> human``;
+    ``D_A`` scores humans, ``D_B`` anime faces. All images in [-1, 1]."""
+
+    def __init__(self, img_size: int = 64, ngf: int = 64, ndf: int = 64, n_blocks: int | None = None,
+                 n_layers: int | None = None, activation: str = "relu"):
+        super().__init__()
+        n_blocks = default_n_blocks(img_size) if n_blocks is None else n_blocks
+        n_layers = default_n_layers(img_size) if n_layers is None else n_layers
+        self.config = dict(img_size=img_size, ngf=ngf, ndf=ndf, n_blocks=n_blocks, n_layers=n_layers, activation=activation)
+        self.G_AB = ResnetGenerator(ngf, n_blocks, activation)
+        self.G_BA = ResnetGenerator(ngf, n_blocks, activation)
+        self.D_A = PatchDiscriminator(ndf, n_layers)
+        self.D_B = PatchDiscriminator(ndf, n_layers)
+
+    def generators(self) -> list[nn.Parameter]:
+        return [*self.G_AB.parameters(), *self.G_BA.parameters()]
+
+    def discriminators(self) -> list[nn.Parameter]:
+        return [*self.D_A.parameters(), *self.D_B.parameters()]
+
+
+def add_input_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x in [-1, 1] plus Gaussian noise of standard deviation ``std`` (in the same units), clipped to [-1, 1].
+
+    The reports' INPUT_NOISE switch: noise on what a generator *reads*; the cycle target stays clean.
+    """
+    if std <= 0:
+        return x
+    noise = torch.randn(x.shape, generator=generator, device=x.device if generator is None else generator.device)
+    return (x + std * noise.to(x.device, x.dtype)).clamp(-1, 1)
+
+
+@dataclass
+class CycleLosses:
+    """The terms of the generator objective for one batch (0-d tensors), and the images they used."""
+
+    total: torch.Tensor
+    gan_AB: torch.Tensor
+    gan_BA: torch.Tensor
+    cycle_A: torch.Tensor
+    cycle_B: torch.Tensor
+    idt_A: torch.Tensor
+    idt_B: torch.Tensor
+    fake_A: torch.Tensor
+    fake_B: torch.Tensor
+
+
+def generator_objective(model: CycleGAN, real_A: torch.Tensor, real_B: torch.Tensor, lambda_cycle: float = 10.0,
+                        lambda_identity: float = 0.5, input_noise: float = 0.0, gan_kind: str = "lsgan",
+                        noise_generator: torch.Generator | None = None) -> CycleLosses:
+    """The generators' objective on a batch of humans ``real_A`` and anime faces ``real_B`` ((N, 3, S, S), [-1, 1]).
+
+    L_G = L_gan(G_AB, D_B) + L_gan(G_BA, D_A)
+          + lambda_cycle * (|G_BA(G_AB(a)) - a|_1 + |G_AB(G_BA(b)) - b|_1)
+          + lambda_identity * lambda_cycle * (|G_BA(a) - a|_1 + |G_AB(b) - b|_1)
+
+    ``lambda_identity`` is relative to ``lambda_cycle`` as in the paper (0.5 -> weight 5); with 0 the
+    identity forward passes are skipped. ``input_noise`` adds noise to what each generator reads.
+    """
+    noisy_A = add_input_noise(real_A, input_noise, noise_generator)
+    noisy_B = add_input_noise(real_B, input_noise, noise_generator)
+    fake_B = model.G_AB(noisy_A)
+    fake_A = model.G_BA(noisy_B)
+    gan_AB = generator_loss(model.D_B(fake_B), gan_kind)
+    gan_BA = generator_loss(model.D_A(fake_A), gan_kind)
+    cycle_A = reconstruction_loss(model.G_BA(fake_B), real_A)
+    cycle_B = reconstruction_loss(model.G_AB(fake_A), real_B)
+    if lambda_identity > 0:
+        idt_A = reconstruction_loss(model.G_BA(noisy_A), real_A)  # a human is already human: leave it alone
+        idt_B = reconstruction_loss(model.G_AB(noisy_B), real_B)
+    else:
+        idt_A = idt_B = torch.zeros((), device=real_A.device)
+    total = gan_AB + gan_BA + lambda_cycle * (cycle_A + cycle_B) + lambda_identity * lambda_cycle * (idt_A + idt_B)
+    return CycleLosses(total, gan_AB, gan_BA, cycle_A, cycle_B, idt_A, idt_B, fake_A, fake_B)
+
+
+def discriminator_objective(D: nn.Module, real: torch.Tensor, fake: torch.Tensor, gan_kind: str = "lsgan") -> torch.Tensor:
+    """0.5 * [(D(real) - 1)^2 + D(fake)^2] for LSGAN; ``fake`` should come detached from the image pool."""
+    return discriminator_loss(D(real), D(fake.detach()), gan_kind)
+
+
+def train_step(model: CycleGAN, real_A: torch.Tensor, real_B: torch.Tensor, opt_G: torch.optim.Optimizer,
+               opt_D: torch.optim.Optimizer, pool_A: ImagePool, pool_B: ImagePool, lambda_cycle: float = 10.0,
+               lambda_identity: float = 0.5, input_noise: float = 0.0, gan_kind: str = "lsgan",
+               autocast=None, scaler: torch.amp.GradScaler | None = None,
+               noise_generator: torch.Generator | None = None) -> dict[str, float]:
+    """One CycleGAN update of all four networks; returns the losses as floats.
+
+    1. Generators: minimise :func:`generator_objective` with both discriminators frozen.
+    2. Discriminators: D_A on real humans vs. fake humans from ``pool_A``, D_B on real anime vs. ``pool_B``.
+       The pools (size 0 = off) return a mix of the newest fakes and older ones, all detached.
+
+    ``opt_G`` holds both generators' parameters, ``opt_D`` both discriminators'. ``autocast``: a
+    zero-argument callable returning a context manager (mixed precision on a GPU); ``scaler``: a
+    GradScaler for float16.
+    """
+    ctx = autocast if autocast is not None else contextlib.nullcontext
+    model.D_A.requires_grad_(False)
+    model.D_B.requires_grad_(False)
+    with ctx():
+        g = generator_objective(model, real_A, real_B, lambda_cycle, lambda_identity, input_noise, gan_kind,
+                                noise_generator)
+    opt_G.zero_grad(set_to_none=True)
+    _backward_step(g.total, opt_G, scaler)
+    model.D_A.requires_grad_(True)
+    model.D_B.requires_grad_(True)
+
+    pooled_A = pool_A.query(g.fake_A.detach().float())
+    pooled_B = pool_B.query(g.fake_B.detach().float())
+    with ctx():
+        loss_D_A = discriminator_objective(model.D_A, real_A, pooled_A, gan_kind)
+        loss_D_B = discriminator_objective(model.D_B, real_B, pooled_B, gan_kind)
+    opt_D.zero_grad(set_to_none=True)
+    _backward_step(loss_D_A + loss_D_B, opt_D, scaler)
+    if scaler is not None:
+        scaler.update()
+    losses = {"G_gan_AB": g.gan_AB, "G_gan_BA": g.gan_BA, "cycle_A": g.cycle_A, "cycle_B": g.cycle_B,
+              "idt_A": g.idt_A, "idt_B": g.idt_B, "D_A": loss_D_A, "D_B": loss_D_B}
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def _backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler) -> None:
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int = 0, stream: int = 0) -> torch.Tensor:
+    """Indices of the batch at ``step``: a fresh permutation of range(n) per epoch, derived from
+    (seed, stream, epoch) only, so a resumed run sees exactly the batches an uninterrupted one would.
+    ``stream`` keeps the two domains' orders independent (unpaired data)."""
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n})")
+    per_epoch = n // batch_size
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream) * 7919 + int(epoch))
+    return torch.randperm(n, generator=g)[k * batch_size:(k + 1) * batch_size]
+
+
+@torch.no_grad()
+def translate(G: nn.Module, images: torch.Tensor, batch: int = 128, device: torch.device | str | None = None) -> torch.Tensor:
+    """Run generator ``G`` over ``images`` (N, 3, S, S) in [-1, 1] in batches, in eval mode; returns the
+    translations on the CPU in [-1, 1]."""
+    dev = torch.device(device) if device is not None else next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    out = [G(images[i:i + batch].to(dev)).float().cpu() for i in range(0, len(images), batch)]
+    G.train(was_training)
+    return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))

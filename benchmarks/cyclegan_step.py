@@ -1,0 +1,78 @@
+"""Speed of one CycleGAN training step (both generators and both discriminators), in images per second.
+
+    python benchmarks/cyclegan_step.py [--sizes 64 128] [--batch 4] [--ngf 64] [--steps 3] [--threads N]
+
+For each image size it builds ``anime_lib.models.cyclegan.CycleGAN`` with the lesson's scaling rules
+(residual blocks and PatchGAN depth from the image size), runs a warm-up step and then times ``--steps``
+calls of ``train_step`` (LSGAN, cycle + identity, pools of 50) on random images, on the CPU and, when
+available, on CUDA (with the mixed precision ``pick_amp`` chooses). One "image" is one (human, anime)
+pair, so images/s = batch / seconds per step. The defaults take about a minute on a 2-core CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from anime_lib.models.cyclegan import CycleGAN, train_step
+from anime_lib.training import ImagePool, autocast_context, count_parameters, pick_amp
+
+
+def time_steps(size: int, batch: int, ngf: int, steps: int, device: torch.device) -> dict:
+    """Seconds per training step (median of ``steps`` after one warm-up) and the configuration used."""
+    torch.manual_seed(0)
+    model = CycleGAN(img_size=size, ngf=ngf, ndf=ngf).to(device)
+    opt_G = torch.optim.Adam(model.generators(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(model.discriminators(), lr=2e-4, betas=(0.5, 0.999))
+    pool_A, pool_B = ImagePool(50), ImagePool(50)
+    amp = pick_amp(device)
+    scaler = torch.amp.GradScaler(device.type) if amp.use_grad_scaler else None
+    autocast = lambda: autocast_context(device, amp.enabled, amp.dtype)  # noqa: E731
+    a = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+    b = torch.rand(batch, 3, size, size, device=device) * 2 - 1
+    times = []
+    for i in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        train_step(model, a, b, opt_G, opt_D, pool_A, pool_B, autocast=autocast, scaler=scaler)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i > 0:  # the first step pays for allocation and kernel selection
+            times.append(time.perf_counter() - t0)
+    seconds = sorted(times)[len(times) // 2]
+    return {"device": device.type, "size": size, "batch": batch, **model.config,
+            "G_params": count_parameters(model.G_AB), "D_params": count_parameters(model.D_B),
+            "amp": str(amp.dtype).replace("torch.", "") if amp.enabled else "off",
+            "s_per_step": seconds, "images_per_s": batch / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--ngf", type=int, default=64, help="generator and discriminator width (paper: 64)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per size (after one warm-up)")
+    parser.add_argument("--cuda-steps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads")
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print(f"{'device':6} {'size':>4} {'batch':>5} {'ngf':>4} {'blocks':>6} {'D layers':>8} {'G params':>9} {'amp':>8} "
+          f"{'s/step':>8} {'images/s':>9}")
+    for device in devices:
+        steps = args.steps if device.type == "cpu" else args.cuda_steps
+        for size in args.sizes:
+            r = time_steps(size, args.batch, args.ngf, steps, device)
+            print(f"{r['device']:6} {r['size']:>4} {r['batch']:>5} {r['ngf']:>4} {r['n_blocks']:>6} {r['n_layers']:>8} "
+                  f"{r['G_params']:>9,} {r['amp']:>8} {r['s_per_step']:>8.3f} {r['images_per_s']:>9.1f}", flush=True)
+    if torch.cuda.is_available():
+        print(f"CUDA device: {torch.cuda.get_device_name(0)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Tests for anime_lib.models.cyclegan (lesson 04): shapes, ranges, PatchGAN size, init, one training step, pools."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from anime_lib.models.cyclegan import (
+    CycleGAN,
+    PatchDiscriminator,
+    ResnetBlock,
+    ResnetGenerator,
+    add_input_noise,
+    batch_indices,
+    default_n_blocks,
+    default_n_layers,
+    generator_objective,
+    patch_receptive_field,
+    train_step,
+    translate,
+)
+from anime_lib.training import ImagePool
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _optimizers(model: CycleGAN, lr: float = 2e-4):
+    opt_G = torch.optim.Adam(model.generators(), lr=lr, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(model.discriminators(), lr=lr, betas=(0.5, 0.999))
+    return opt_G, opt_D
+
+
+def _images(n: int, size: int) -> torch.Tensor:
+    return torch.rand(n, 3, size, size) * 2 - 1
+
+
+# ----------------------------------------------------------------------------------------- architecture
+
+
+@pytest.mark.parametrize("size", [16, 32, 48, 64])
+def test_generator_keeps_the_shape_and_outputs_minus_one_to_one(size):
+    G = ResnetGenerator(ngf=8, n_blocks=2)
+    x = _images(3, size)
+    y = G(x)
+    assert y.shape == x.shape
+    assert float(y.detach().min()) >= -1 and float(y.detach().max()) <= 1
+
+
+def test_generator_refuses_sides_that_are_not_multiples_of_4():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        ResnetGenerator(ngf=4, n_blocks=1)(_images(1, 30))
+
+
+def test_paper_generator_layout():
+    G = ResnetGenerator(ngf=64, n_blocks=9)
+    convs = [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in G.modules() if type(m) is nn.Conv2d]
+    assert convs[0] == (3, 64, 7) and convs[1] == (64, 128, 3) and convs[2] == (128, 256, 3)
+    assert convs[-1] == (64, 3, 7)
+    assert sum(isinstance(m, ResnetBlock) for m in G.modules()) == 9
+    tconvs = [(m.in_channels, m.out_channels) for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert tconvs == [(256, 128), (128, 64)]
+    norms = [m for m in G.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert norms and all(not m.affine for m in norms)
+    assert all(m.bias is not None for m in G.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    assert isinstance(list(G.modules())[-1], nn.Tanh)
+
+
+def test_leaky_relu_switch_changes_every_activation():
+    relu = ResnetGenerator(ngf=4, n_blocks=2, activation="relu")
+    leaky = ResnetGenerator(ngf=4, n_blocks=2, activation="leaky_relu")
+    n_relu = sum(isinstance(m, nn.ReLU) for m in relu.modules())
+    assert n_relu > 0 and sum(isinstance(m, nn.ReLU) for m in leaky.modules()) == 0
+    assert sum(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2 for m in leaky.modules()) == n_relu
+    with pytest.raises(ValueError, match="activation"):
+        ResnetGenerator(ngf=4, n_blocks=1, activation="gelu")
+
+
+def test_patchgan_receptive_field_is_70_px_for_3_layers():
+    assert [patch_receptive_field(n) for n in (1, 2, 3)] == [16, 34, 70]
+
+
+@pytest.mark.parametrize("size,n_layers", [(32, 1), (48, 2), (64, 2), (128, 3), (256, 3)])
+def test_patchgan_output_size(size, n_layers):
+    D = PatchDiscriminator(ndf=8, n_layers=n_layers)
+    out = D(_images(2, size))
+    side = size // 2 ** n_layers - 2
+    assert out.shape == (2, 1, side, side)
+    assert not isinstance(list(D.modules())[-1], nn.Sigmoid)  # raw logits for LSGAN
+
+
+def test_patchgan_paper_channels():
+    D = PatchDiscriminator(ndf=64, n_layers=3)
+    convs = [(m.in_channels, m.out_channels, m.stride[0]) for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == [(3, 64, 2), (64, 128, 2), (128, 256, 2), (256, 512, 1), (512, 1, 1)]
+    assert sum(isinstance(m, nn.InstanceNorm2d) for m in D.modules()) == 3  # none on the first layer
+
+
+def test_sizes_scale_with_the_image():
+    assert default_n_blocks(256) == 9 and default_n_blocks(128) == 6 and default_n_blocks(32) < default_n_blocks(64)
+    assert default_n_layers(256) == 3 and default_n_layers(32) == 1
+    for size in (32, 64, 128, 256):  # the patch stays a local critic: at most about half the image side
+        assert patch_receptive_field(default_n_layers(size)) <= 0.6 * size
+
+
+def test_init_is_normal_with_std_002():
+    model = CycleGAN(img_size=64, ngf=32, ndf=32)
+    weights = torch.cat([m.weight.detach().flatten() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    assert abs(float(weights.mean())) < 2e-3
+    assert float(weights.std()) == pytest.approx(0.02, rel=0.05)
+    biases = [m.bias for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert all(float(b.abs().max()) == 0 for b in biases)
+
+
+# ----------------------------------------------------------------------------------------- objective and step
+
+
+def test_generator_objective_is_the_weighted_sum_of_its_terms():
+    model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1)
+    a, b = _images(2, 16), _images(2, 16)
+    g = generator_objective(model, a, b, lambda_cycle=10.0, lambda_identity=0.5)
+    expected = g.gan_AB + g.gan_BA + 10 * (g.cycle_A + g.cycle_B) + 5 * (g.idt_A + g.idt_B)
+    assert float(g.total) == pytest.approx(float(expected), rel=1e-6)
+    assert g.fake_A.shape == a.shape and g.fake_B.shape == b.shape
+    no_idt = generator_objective(model, a, b, lambda_identity=0.0)
+    assert float(no_idt.idt_A) == 0 and float(no_idt.idt_B) == 0
+
+
+def test_one_step_updates_both_generators_and_both_discriminators():
+    model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_G, opt_D = _optimizers(model)
+    losses = train_step(model, _images(4, 16), _images(4, 16), opt_G, opt_D, ImagePool(50), ImagePool(50))
+    assert set(losses) == {"G_gan_AB", "G_gan_BA", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    for net in ("G_AB", "G_BA", "D_A", "D_B"):
+        changed = [k for k in before if k.startswith(net + ".") and not torch.equal(before[k], model.state_dict()[k])]
+        assert changed, f"{net} was not updated"
+    assert all(p.requires_grad for p in model.parameters())  # D unfrozen again after G's step
+
+
+def test_generator_step_leaves_discriminator_gradients_alone():
+    model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1)
+    opt_G, _ = _optimizers(model)
+    opt_D = torch.optim.SGD(model.discriminators(), lr=0.0)  # D's update does nothing: only G's step shows
+    before = {k: v.clone() for k, v in model.D_B.state_dict().items()}
+    train_step(model, _images(2, 16), _images(2, 16), opt_G, opt_D, ImagePool(0), ImagePool(0))
+    assert all(torch.equal(before[k], v) for k, v in model.D_B.state_dict().items())
+
+
+def test_image_pool_fills_through_the_step_and_keeps_detached_copies():
+    model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1)
+    opt_G, opt_D = _optimizers(model)
+    pool_A, pool_B = ImagePool(5, torch.Generator().manual_seed(0)), ImagePool(5, torch.Generator().manual_seed(1))
+    for step in range(3):
+        train_step(model, _images(2, 16), _images(2, 16), opt_G, opt_D, pool_A, pool_B)
+        assert len(pool_A) == len(pool_B) == min(5, 2 * (step + 1))
+    assert all(not t.requires_grad for t in pool_A.images + pool_B.images)
+    off = ImagePool(0)
+    train_step(model, _images(2, 16), _images(2, 16), opt_G, opt_D, off, ImagePool(0))
+    assert len(off) == 0
+
+
+def test_full_pool_returns_a_stored_image_about_half_the_time():
+    pool = ImagePool(4, torch.Generator().manual_seed(0))
+    pool.query(torch.full((4, 3, 2, 2), -1.0))  # fill it
+    new = torch.arange(400, dtype=torch.float32).view(400, 1, 1, 1).expand(400, 3, 2, 2)
+    out = pool.query(new)
+    fresh = float((out == new).all(dim=(1, 2, 3)).float().mean())
+    assert 0.4 < fresh < 0.6  # the rest are images stored earlier
+    assert len(pool) == 4
+
+
+def test_input_noise_is_clipped_and_off_at_zero():
+    x = _images(4, 8)
+    assert add_input_noise(x, 0.0) is x
+    noisy = add_input_noise(x, 0.5, torch.Generator().manual_seed(0))
+    assert noisy.shape == x.shape and not torch.equal(noisy, x)
+    assert float(noisy.min()) >= -1 and float(noisy.max()) <= 1
+
+
+def test_a_few_steps_reduce_the_cycle_loss():
+    torch.manual_seed(1)
+    model = CycleGAN(img_size=16, ngf=8, ndf=8, n_blocks=1)
+    opt_G, opt_D = _optimizers(model, lr=1e-3)
+    a, b = _images(4, 16), _images(4, 16)
+    first = train_step(model, a, b, opt_G, opt_D, ImagePool(0), ImagePool(0))
+    for _ in range(15):
+        last = train_step(model, a, b, opt_G, opt_D, ImagePool(0), ImagePool(0))
+    assert last["cycle_A"] < first["cycle_A"] and last["cycle_B"] < first["cycle_B"]
+
+
+def test_batch_indices_are_deterministic_epoch_permutations():
+    n, bs = 10, 3
+    epoch0 = torch.cat([batch_indices(s, bs, n, seed=0) for s in range(3)])
+    assert len(set(epoch0.tolist())) == 9  # no repeats inside an epoch
+    assert torch.equal(batch_indices(4, bs, n), batch_indices(4, bs, n))
+    assert not torch.equal(batch_indices(0, bs, n, stream=0), batch_indices(0, bs, n, stream=1))
+    with pytest.raises(ValueError):
+        batch_indices(0, 11, n)
+
+
+def test_translate_runs_in_eval_mode_and_restores_training():
+    G = ResnetGenerator(ngf=4, n_blocks=1)
+    x = _images(5, 16)
+    y = translate(G, x, batch=2)
+    assert y.shape == x.shape and G.training
+    assert torch.allclose(y, translate(G, x, batch=5), atol=1e-6)
