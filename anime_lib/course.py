@@ -42,9 +42,9 @@ RESERVED_PARAMETERS = ("PROFILE", "OUT_DIR")
 
 
 def default_notebooks_dir() -> Path:
-    """The repository's ``notebooks/`` next to the ``anime_lib`` package if it exists, else ``./notebooks``."""
-    beside_package = Path(__file__).resolve().parent.parent / "notebooks"
-    return beside_package if beside_package.is_dir() else Path.cwd() / "notebooks"
+    """The checkout's ``notebooks/`` (see :func:`anime_lib.config.repo_root`), else ``./notebooks``."""
+    repo = config.repo_root()
+    return repo / "notebooks" if repo else Path.cwd() / "notebooks"
 
 
 def runs_root() -> Path:
@@ -53,8 +53,7 @@ def runs_root() -> Path:
     A checkout keeps every run in one place whichever folder the command starts from (``/runs/`` is
     git-ignored); an installed library writes below the working folder.
     """
-    checkout = Path(__file__).resolve().parent.parent
-    return checkout / "runs" if (checkout / "pyproject.toml").is_file() else Path.cwd() / "runs"
+    return (config.repo_root() or Path.cwd()) / "runs"
 
 
 def _only_tokens(only: str | Iterable[str] | None) -> list[str]:

@@ -68,23 +68,13 @@ def _check01(images: torch.Tensor, name: str = "images") -> torch.Tensor:
     return images.clamp(0, 1)
 
 
-@torch.no_grad()
 def analyse(images01: torch.Tensor, probe=None, batch: int = 256) -> dict[str, torch.Tensor]:
     """One pass of the probe: 'features' (N, 128), a class index per attribute, 'domain', 'roll'
     (degrees) and 'p_anime'. Every metric below is computed from this, so each image set goes
     through the probe once."""
-    model = _probe(probe).eval()
-    x = _check01(images01)
-    dev = next(model.parameters()).device
-    parts = []
-    for i in range(0, len(x), batch):
-        f = model.features(x[i : i + batch].to(dev))
-        out = model.heads_from_features(f)
-        part = {k: (v if k == "roll" else v.argmax(1)) for k, v in out.items()}
-        part["p_anime"] = out["domain"].softmax(1)[:, 1]
-        part["features"] = f
-        parts.append({k: v.cpu() for k, v in part.items()})
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    from anime_lib.probe import predict
+
+    return predict(_probe(probe), _check01(images01), batch=batch, with_features=True)
 
 
 def read_faces(images01: torch.Tensor, probe=None, batch: int = 256) -> dict[str, torch.Tensor]:
@@ -158,24 +148,9 @@ def gt_l1(images01: torch.Tensor, targets01: torch.Tensor) -> float:
 
 # --------------------------------------------------------------------------- toy_fid
 
-class ProbeFeatures(nn.Module):
-    """The probe's 128-d feature layer as a torchmetrics feature extractor (inputs in [0, 1])."""
-
-    def __init__(self, probe):
-        super().__init__()
-        self.probe = probe
-        from anime_lib.probe import FEATURE_DIM
-
-        self.num_features = FEATURE_DIM
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dev = next(self.probe.parameters()).device
-        return self.probe.eval().features(x.float().to(dev)).cpu()
-
-
 class _Precomputed(nn.Module):
-    """Feature extractor for features that :func:`analyse` already computed (one probe pass per set)."""
+    """torchmetrics feature extractor for the probe features that :func:`analyse` already computed
+    (so torchmetrics' FID does the maths and each image set goes through the probe once)."""
 
     def __init__(self, num_features: int):
         super().__init__()

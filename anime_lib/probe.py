@@ -160,13 +160,22 @@ def evaluate_probe(model: Probe, n: int = 500, seed: int = 123, size: int = PROB
 
 
 @torch.no_grad()
-def predict(model: Probe, images01: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
-    """Class indices per attribute and domain, roll in degrees, and p_anime; images in [0, 1]."""
+def predict(model: Probe, images01: torch.Tensor, batch: int = 256, with_features: bool = False) -> dict[str, torch.Tensor]:
+    """Class indices per attribute and domain, roll in degrees, and p_anime; images in [0, 1].
+
+    ``with_features=True`` also returns the (N, 128) 'features' the heads read (for toy_fid). Results
+    are on the CPU, whatever the model's device.
+    """
     model.eval()
+    dev = next(model.parameters()).device
     outs = []
     for i in range(0, len(images01), batch):
-        o = model(images01[i : i + batch].float())
-        outs.append({k: (v if k == "roll" else v.argmax(1)) for k, v in o.items()} | {"p_anime": o["domain"].softmax(1)[:, 1]})
+        f = model.features(images01[i : i + batch].float().to(dev))
+        o = model.heads_from_features(f)
+        part = {k: (v if k == "roll" else v.argmax(1)) for k, v in o.items()} | {"p_anime": o["domain"].softmax(1)[:, 1]}
+        if with_features:
+            part["features"] = f
+        outs.append({k: v.cpu() for k, v in part.items()})
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from anime_lib.data import toyfaces as tf
@@ -97,8 +96,10 @@ def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000,
 def read_folder(folder, domain: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
     """Every image of ``folder`` (at most ``limit``, a seeded random choice) as a uint8 ImageSet.
 
-    Unreadable files are skipped with a count in the progress bar, never a crash halfway through.
+    Files go through :func:`anime_lib.data.preprocess.load_image` (EXIF rotation, transparency, CMYK,
+    16-bit) and a centre crop; unreadable files are skipped and counted, never a crash halfway through.
     """
+    from anime_lib.data.preprocess import ImageError, load_image, resize_and_crop
     from anime_lib.data.registry import list_images
 
     files = list_images(folder)
@@ -110,14 +111,10 @@ def read_folder(folder, domain: str, size: int, limit: int | None = None, seed: 
     out, kept, bad = [], [], 0
     for f in tqdm(files, desc=f"reading {Path(folder).name}", leave=False):
         try:
-            with Image.open(f) as im:
-                img = im.convert("RGB")
-        except Exception:
+            img = resize_and_crop(load_image(f, max_side=None), size)
+        except ImageError:
             bad += 1
             continue
-        w, h = img.size
-        s = min(w, h)
-        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((size, size), Image.BICUBIC)
         out.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
         kept.append(f)
     if not out:
