@@ -154,10 +154,12 @@ def test_generator_step_follows_the_non_saturating_gradient():
     z = torch.randn(16, 8)
     real = torch.rand(16, 3, 16, 16) * 2 - 1
     D.eval()  # fixed statistics so that D's score does not depend on the batch
-    before = float(torch.sigmoid(D(G(z))).mean())
+    with torch.no_grad():
+        before = float(torch.sigmoid(D(G(z))).mean())
     for _ in range(10):
         adversarial_step(G, D, opt_G, opt_D, z, real)
-    after = float(torch.sigmoid(D(G(z))).mean())
+    with torch.no_grad():
+        after = float(torch.sigmoid(D(G(z))).mean())
     assert after > before
 
 
