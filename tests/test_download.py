@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from anime_lib.data.download import DownloadError, fetch_drive, fetch_url, safe_extract
+from anime_lib.data.preprocess import ImageError
 from anime_lib.data.registry import (
     REGISTRY,
     UnpairedImageFolder,
@@ -550,11 +551,11 @@ def make_tree(root: Path) -> None:
     for d in ["trainA", "trainB", "testA", "testB", "trainA/.ipynb_checkpoints"]:
         (root / d).mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (40, 20), (255, 255, 255)).save(root / "trainA" / "b_white_wide.png")
-    Image.new("RGB", (10, 10), (0, 0, 0)).save(root / "trainA" / "a_black.jpg")
-    Image.new("L", (12, 30), 128).save(root / "trainA" / "c_gray_tall.webp")
+    Image.new("RGB", (20, 20), (0, 0, 0)).save(root / "trainA" / "a_black.jpg")
+    Image.new("L", (16, 40), 128).save(root / "trainA" / "c_gray_tall.webp")
     Image.new("RGB", (8, 8)).save(root / "trainA" / ".ipynb_checkpoints" / "a_black-checkpoint.png")
     (root / "trainA" / "notes.txt").write_text("not an image")
-    Image.new("RGBA", (16, 16), (255, 0, 0, 0)).save(root / "trainB" / "x.png")
+    Image.new("RGBA", (16, 16), (255, 0, 0, 255)).save(root / "trainB" / "x.png")
     Image.new("RGB", (16, 16), (0, 0, 255)).save(root / "testA" / "t.jpeg")
     Image.new("RGB", (16, 16), (0, 255, 0)).save(root / "testB" / "t.png")
 
@@ -573,11 +574,25 @@ def test_local_folder_layout_shapes_and_range(tmp_path):
     assert torch.all(ds[0][0] == -1.0)  # black -> -1, not 0: the range is [-1, 1], not [0, 1]
     assert torch.all(ds[1][0] == 1.0)  # white, wide image centre-cropped
     assert torch.allclose(ds[2][0], torch.full((3, 16, 16), 128 / 127.5 - 1), atol=0.02)
-    assert ds[0][1][0].mean() > 0.9 and ds[0][1][1].mean() < -0.9  # RGBA red -> RGB red
+    assert ds[0][1][0].mean() > 0.9 and ds[0][1][1].mean() < -0.9  # opaque RGBA red -> RGB red
     test = local_folder(tmp_path, split="test", size=8)
     assert len(test) == 1 and test[0][0].shape == (3, 8, 8)
     with pytest.raises(IndexError):
         ds[3]
+
+
+def test_local_folder_shares_the_course_loader(tmp_path):
+    """Transparency is composited on white and bad files raise ImageError naming them."""
+    make_tree(tmp_path)
+    Image.new("RGBA", (16, 16), (255, 0, 0, 0)).save(tmp_path / "trainB" / "x.png")  # fully transparent
+    ds = local_folder(tmp_path, size=16)
+    assert torch.all(ds[0][1] == 1.0)
+    (tmp_path / "trainA" / "a_black.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(ImageError, match="a_black.jpg"):
+        ds[0]
+    Image.new("RGB", (10, 10)).save(tmp_path / "trainA" / "a_black.jpg")
+    with pytest.raises(ImageError, match="too small"):
+        ds[0]
 
 
 def test_local_folder_two_folders(tmp_path):

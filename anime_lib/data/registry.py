@@ -22,10 +22,10 @@ from typing import Mapping, Sequence, Union
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from anime_lib.config import data_root
+from anime_lib.data.preprocess import to_tensor
 from anime_lib.data.download import JUNK_NAMES, DownloadError, fetch_drive, fetch_url, safe_extract
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
 PathLike = Union[str, os.PathLike]  # typing.Union: requires-python is >= 3.9
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp"})
-_BICUBIC = getattr(Image, "Resampling", Image).BICUBIC  # Pillow < 9.1 has no Image.Resampling
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,23 +488,6 @@ def parse_celeba_partition(path: PathLike) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 # Your own images
 # --------------------------------------------------------------------------------------------
-def _load_signed_tensor(path: PathLike, size: int) -> torch.Tensor:
-    """Load an image as RGB, resize its shorter side to ``size``, centre-crop to a square.
-
-    Returns a float32 tensor of shape (3, size, size) with values in [-1, 1].
-    """
-    with Image.open(path) as im:
-        img = im.convert("RGB")
-    w, h = img.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), _BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    arr = np.asarray(img, dtype=np.float32)  # (H, W, 3) in [0, 255]
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous().div_(127.5).sub_(1.0).clamp_(-1.0, 1.0)
-
-
 class UnpairedImageFolder(Dataset):
     """Two folders of images, domain A and domain B, with no pairing between them.
 
@@ -513,7 +495,9 @@ class UnpairedImageFolder(Dataset):
     ``i % len(B)``-th image of B (or the other way round when B is larger), each a float32
     tensor of shape (3, size, size) in [-1, 1]. ``len(dataset)`` is the larger of the two
     domains. Files are sorted by path; hidden folders (``.ipynb_checkpoints``) and non-image
-    files are ignored. Shuffle with the DataLoader to get random unpaired couples.
+    files are ignored. Shuffle with the DataLoader to get random unpaired couples. Images load
+    through :func:`anime_lib.data.preprocess.to_tensor`, so a corrupt or too-small file (under
+    16 px) raises :class:`~anime_lib.data.preprocess.ImageError` naming it.
     """
 
     def __init__(self, folder_a: PathLike, folder_b: PathLike, size: int = 256) -> None:
@@ -541,8 +525,10 @@ class UnpairedImageFolder(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         index %= len(self)
-        a = _load_signed_tensor(self.files_a[index % len(self.files_a)], self.size)
-        b = _load_signed_tensor(self.files_b[index % len(self.files_b)], self.size)
+        # One loader for the whole course (preprocess.to_tensor): EXIF orientation, transparency on
+        # white, and an ImageError naming the file for a corrupt, truncated or too-small image.
+        a = to_tensor(self.files_a[index % len(self.files_a)], self.size)
+        b = to_tensor(self.files_b[index % len(self.files_b)], self.size)
         return a, b
 
     def __repr__(self) -> str:
