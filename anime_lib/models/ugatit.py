@@ -1,0 +1,534 @@
+"""U-GAT-IT (Kim, Kim, Kang and Lee 2020), the "light" variant, scaled to small images.
+
+U-GAT-IT is a CycleGAN (two generators, cycle and identity losses, LSGAN) with two extra ideas:
+
+* **CAM attention** (:class:`CAM`): an auxiliary classifier on the pooled encoder features. Its weight
+  vector says which feature channels tell the domains apart; the features are rescaled by those weights,
+  and the channel sum of the result is a *heatmap* of where the network looks. Generators and
+  discriminators both carry one. The generator's classifier is trained to answer "does this input need
+  translating?" (source domain 1, target domain 0); a discriminator's CAM logit is one more real/fake score.
+* **AdaLIN** (:class:`AdaLIN`): a normalisation that mixes InstanceNorm and LayerNorm with a learned ratio
+  ``rho`` per channel, ``rho * IN(x) + (1 - rho) * LN(x)``, scaled and shifted by ``gamma, beta``
+  predicted from the image by an MLP. IN keeps the input's local contrast (small shape changes), LN
+  normalises over all channels together (large, global style changes); the model picks per layer.
+  :func:`clip_rho_` keeps every ``rho`` in [0, 1] after each optimiser step.
+
+Read top to bottom:
+
+* :class:`AdaLIN`, :class:`LIN`, :func:`clip_rho_`, :func:`rho_values`;
+* :class:`CAM`, the attention head shared by G and D;
+* :class:`UGATITGenerator`: encoder (7x7 conv, ``n_down`` stride-2 convs, residual blocks with
+  InstanceNorm), CAM, an MLP (light: on the average-pooled features) predicting gamma/beta, decoder of
+  residual blocks with AdaLIN, ``n_down`` x (nearest upsample, conv, LIN, ReLU), 7x7 conv, tanh.
+  ``forward(x) -> (image, cam_logit (N, 2), heatmap (N, 1, S / 2**n_down, same))``;
+* :class:`UGATITDiscriminator`: spectral-norm stride-2 convs, CAM, a patch-logit conv;
+  ``forward(x) -> (patch logits, cam_logit (N, 2), heatmap)``; a *global* and a *local* one per domain,
+  with depths from :func:`default_d_layers`;
+* :class:`UGATIT` (the six networks), :func:`generator_objective`, :func:`discriminator_objective`,
+  :func:`train_step`, :func:`translate`.
+
+Conventions follow the authors' code: convolutions of G without bias, InstanceNorm without affine
+parameters, PyTorch's default initialisation, no image pool.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = [
+    "default_n_res",
+    "default_d_layers",
+    "d_receptive_field",
+    "AdaLIN",
+    "LIN",
+    "clip_rho_",
+    "rho_values",
+    "CAM",
+    "ResnetBlock",
+    "ResnetAdaLINBlock",
+    "UGATITGenerator",
+    "UGATITDiscriminator",
+    "UGATIT",
+    "LossWeights",
+    "UGATITLosses",
+    "generator_objective",
+    "discriminator_objective",
+    "train_step",
+    "translate",
+    "upsample_heatmap",
+    "mlp_input_size",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizes scaled to the image
+# --------------------------------------------------------------------------------------------------
+
+
+def default_n_res(img_size: int) -> int:
+    """Residual blocks in the encoder (and as many AdaLIN blocks in the decoder): 4 from 128 px up
+    (the paper, at 256 px), 3 at 64 px, 2 below."""
+    if img_size >= 128:
+        return 4
+    return 3 if img_size >= 64 else 2
+
+
+def d_receptive_field(n_down: int) -> int:
+    """Side in pixels of the input square one patch logit of :class:`UGATITDiscriminator` sees.
+
+    The discriminator has ``n_down`` stride-2 4x4 convs, then two stride-1 4x4 convs (the last block and
+    the logit conv); walk them backwards: r -> r + 3 for a stride-1 conv, r -> 2 (r - 1) + 4 for a stride-2 one.
+    """
+    r = 1 + 3 + 3
+    for _ in range(n_down):
+        r = (r - 1) * 2 + 4
+    return r
+
+
+def default_d_layers(img_size: int) -> tuple[int, int]:
+    """(global, local) stride-2 layers of the two discriminators for an image side.
+
+    The paper (256 px) uses 5 and 3: one global logit sees 286 px (the whole face), one local logit 70 px
+    (about a quarter of the side, the PatchGAN patch). Five stride-2 convs on a 32 px image would leave a
+    1x1 map that cannot even be reflect-padded, so the rule keeps the *meaning* instead of the count:
+    the global D gets just enough layers that a logit sees the whole image, the local D two fewer
+    (at least one). 256 px -> (5, 3), 128 -> (4, 2), 64 -> (3, 1), 32 -> (2, 1).
+    """
+    n_global = 1
+    while d_receptive_field(n_global) < img_size:
+        n_global += 1
+    return n_global, max(1, n_global - 2)
+
+
+# --------------------------------------------------------------------------------------------------
+# AdaLIN and LIN
+# --------------------------------------------------------------------------------------------------
+
+
+def _instance_and_layer_norm(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(IN(x), LN(x)) of a (N, C, H, W) tensor, both without affine parameters (biased variance)."""
+    in_mean = x.mean(dim=(2, 3), keepdim=True)
+    in_var = x.var(dim=(2, 3), keepdim=True, unbiased=False)
+    ln_mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    ln_var = x.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    return (x - in_mean) / torch.sqrt(in_var + eps), (x - ln_mean) / torch.sqrt(ln_var + eps)
+
+
+class AdaLIN(nn.Module):
+    """Adaptive Layer-Instance Normalisation: (N, C, H, W), gamma (N, C), beta (N, C) -> (N, C, H, W).
+
+    ``out = (rho * IN(x) + (1 - rho) * LN(x)) * gamma + beta`` with a learned ``rho`` per channel
+    (initialised at 0.9, kept in [0, 1] by :func:`clip_rho_`); gamma and beta come from the generator's MLP.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5, rho_init: float = 0.9):
+        super().__init__()
+        self.eps = eps
+        self.rho = nn.Parameter(torch.full((1, channels, 1, 1), float(rho_init)))
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        x_in, x_ln = _instance_and_layer_norm(x, self.eps)
+        mixed = self.rho * x_in + (1 - self.rho) * x_ln
+        return mixed * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+class LIN(nn.Module):
+    """Layer-Instance Normalisation of the up-sampling blocks: AdaLIN with its own learned gamma and beta
+    (initialised to 1 and 0) and ``rho`` starting at 0, i.e. plain LayerNorm at initialisation."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.rho = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.gamma = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_in, x_ln = _instance_and_layer_norm(x, self.eps)
+        return (self.rho * x_in + (1 - self.rho) * x_ln) * self.gamma + self.beta
+
+
+@torch.no_grad()
+def clip_rho_(module: nn.Module, low: float = 0.0, high: float = 1.0) -> nn.Module:
+    """The "rho clipper": clamp the ``rho`` of every AdaLIN / LIN inside ``module`` to [low, high], in place.
+
+    Gradient steps may push rho outside [0, 1], where the mix would extrapolate beyond IN or LN; the
+    authors clip after every generator update. Returns ``module``.
+    """
+    for m in module.modules():
+        if isinstance(m, (AdaLIN, LIN)):
+            m.rho.clamp_(low, high)
+    return module
+
+
+@torch.no_grad()
+def rho_values(module: nn.Module) -> dict[str, float]:
+    """Mean rho of each AdaLIN / LIN layer inside ``module``, keyed by the layer's name, in forward order."""
+    return {name: float(m.rho.mean()) for name, m in module.named_modules() if isinstance(m, (AdaLIN, LIN))}
+
+
+# --------------------------------------------------------------------------------------------------
+# The CAM attention head
+# --------------------------------------------------------------------------------------------------
+
+
+class CAM(nn.Module):
+    """Class-activation-map attention: (N, C, h, w) -> (features (N, C, h, w), cam_logit (N, 2), heatmap (N, 1, h, w)).
+
+    Global average pooling and global max pooling each feed a bias-free ``Linear(C -> 1)``: two logits of
+    an auxiliary domain classifier. Their weight vectors ``w`` (one number per channel) rescale the feature
+    map, ``x * w``, so the channels that decide the class are amplified; the two rescaled maps are
+    concatenated, a 1x1 conv brings them back to C channels, then ``activation``. The heatmap is the
+    channel sum of the result: large where the decisive features sit. ``sn`` wraps the two classifiers
+    and the 1x1 conv in spectral norm (discriminators).
+    """
+
+    def __init__(self, channels: int, activation: nn.Module, sn: bool = False):
+        super().__init__()
+        wrap = spectral_norm if sn else (lambda m: m)
+        self.gap_fc = wrap(nn.Linear(channels, 1, bias=False))
+        self.gmp_fc = wrap(nn.Linear(channels, 1, bias=False))
+        self.conv1x1 = nn.Conv2d(2 * channels, channels, 1)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gap_logit = self.gap_fc(x.mean(dim=(2, 3)))
+        gmp_logit = self.gmp_fc(x.amax(dim=(2, 3)))
+        gap_weighted = x * self.gap_fc.weight[0][None, :, None, None]
+        gmp_weighted = x * self.gmp_fc.weight[0][None, :, None, None]
+        cam_logit = torch.cat([gap_logit, gmp_logit], dim=1)
+        features = self.activation(self.conv1x1(torch.cat([gap_weighted, gmp_weighted], dim=1)))
+        heatmap = features.sum(dim=1, keepdim=True)
+        return features, cam_logit, heatmap
+
+
+# --------------------------------------------------------------------------------------------------
+# Generator
+# --------------------------------------------------------------------------------------------------
+
+
+class ResnetBlock(nn.Module):
+    """Encoder block (N, C, H, W) -> same: x + [pad, conv3 (no bias), IN, ReLU, pad, conv3, IN](x)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), nn.InstanceNorm2d(channels), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetAdaLINBlock(nn.Module):
+    """Decoder block: x + [pad, conv3, AdaLIN(gamma, beta), ReLU, pad, conv3, AdaLIN(gamma, beta)](x)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.pad1, self.conv1 = nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False)
+        self.norm1 = AdaLIN(channels)
+        self.pad2, self.conv2 = nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=False)
+        self.norm2 = AdaLIN(channels)
+
+    def forward(self, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.norm1(self.conv1(self.pad1(x)), gamma, beta))
+        return x + self.norm2(self.conv2(self.pad2(h)), gamma, beta)
+
+
+class UGATITGenerator(nn.Module):
+    """Image (N, 3, S, S) in [-1, 1] -> (image (N, 3, S, S) in [-1, 1], cam_logit (N, 2), heatmap (N, 1, s, s)).
+
+    ``s = S / 2**n_down``. Channels: ``ngf`` at full size, doubling at each of the ``n_down`` stride-2 convs
+    (C = ngf * 2**n_down where the ``n_res`` residual blocks, the CAM head and the AdaLIN blocks work).
+    ``light=True`` feeds the MLP the average-pooled features (C numbers); ``light=False`` (the paper's full
+    model) feeds it the whole flattened map (C * s * s numbers), which needs ``img_size``.
+    """
+
+    def __init__(self, ngf: int = 64, n_res: int = 4, img_size: int = 256, light: bool = True, n_down: int = 2):
+        super().__init__()
+        self.n_down, self.light, self.img_size = n_down, light, img_size
+        enc: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7, bias=False), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
+        ch = ngf
+        for _ in range(n_down):
+            enc += [nn.ReflectionPad2d(1), nn.Conv2d(ch, 2 * ch, 3, stride=2, bias=False), nn.InstanceNorm2d(2 * ch), nn.ReLU(True)]
+            ch *= 2
+        enc += [ResnetBlock(ch) for _ in range(n_res)]
+        self.encoder = nn.Sequential(*enc)
+        self.cam = CAM(ch, nn.ReLU(True))
+
+        mlp_in = ch if light else ch * (img_size // 2 ** n_down) ** 2
+        self.mlp = nn.Sequential(nn.Linear(mlp_in, ch, bias=False), nn.ReLU(True), nn.Linear(ch, ch, bias=False), nn.ReLU(True))
+        self.gamma = nn.Linear(ch, ch, bias=False)
+        self.beta = nn.Linear(ch, ch, bias=False)
+
+        self.decoder_blocks = nn.ModuleList(ResnetAdaLINBlock(ch) for _ in range(n_res))
+        up: list[nn.Module] = []
+        for _ in range(n_down):
+            up += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
+                   nn.Conv2d(ch, ch // 2, 3, bias=False), LIN(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        up += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7, bias=False), nn.Tanh()]
+        self.up = nn.Sequential(*up)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        step = 2 ** self.n_down
+        if x.shape[-1] % step or x.shape[-2] % step:
+            raise ValueError(f"image sides must be multiples of {step}, got {tuple(x.shape[-2:])}")
+        features, cam_logit, heatmap = self.cam(self.encoder(x))
+        if self.light:
+            style = features.mean(dim=(2, 3))
+        else:
+            if features.shape[-1] * step != self.img_size:
+                raise ValueError(f"the full MLP was built for {self.img_size} px images, got {x.shape[-1]} px")
+            style = features.flatten(1)
+        style = self.mlp(style)
+        gamma, beta = self.gamma(style), self.beta(style)
+        h = features
+        for block in self.decoder_blocks:
+            h = block(h, gamma, beta)
+        return self.up(h), cam_logit, heatmap
+
+
+# --------------------------------------------------------------------------------------------------
+# Discriminator
+# --------------------------------------------------------------------------------------------------
+
+
+class UGATITDiscriminator(nn.Module):
+    """Image (N, 3, S, S) -> (patch logits (N, 1, S / 2**n_down - 2, same), cam_logit (N, 2), heatmap).
+
+    ``n_down`` spectral-norm stride-2 4x4 convs (channels ndf, 2 ndf, 4 ndf, ...) with LeakyReLU 0.2 and
+    reflect padding, one stride-1 4x4 conv doubling the channels again, the CAM head (spectral norm,
+    LeakyReLU), and a stride-1 4x4 conv to one logit per patch (no sigmoid: LSGAN). Each logit sees a
+    :func:`d_receptive_field` (n_down) pixel square. No normalisation layers: spectral norm alone.
+    """
+
+    def __init__(self, ndf: int = 64, n_down: int = 5):
+        super().__init__()
+        if n_down < 1:
+            raise ValueError(f"n_down must be >= 1, got {n_down}")
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), spectral_norm(nn.Conv2d(3, ndf, 4, stride=2)), nn.LeakyReLU(0.2, True)]
+        ch = ndf
+        for _ in range(n_down - 1):
+            layers += [nn.ReflectionPad2d(1), spectral_norm(nn.Conv2d(ch, 2 * ch, 4, stride=2)), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        layers += [nn.ReflectionPad2d(1), spectral_norm(nn.Conv2d(ch, 2 * ch, 4, stride=1)), nn.LeakyReLU(0.2, True)]
+        ch *= 2
+        self.body = nn.Sequential(*layers)
+        self.cam = CAM(ch, nn.LeakyReLU(0.2, True), sn=True)
+        self.head = nn.Sequential(nn.ReflectionPad2d(1), spectral_norm(nn.Conv2d(ch, 1, 4, stride=1, bias=False)))
+        self.n_down = n_down
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features, cam_logit, heatmap = self.cam(self.body(x))
+        return self.head(features), cam_logit, heatmap
+
+
+# --------------------------------------------------------------------------------------------------
+# The six networks and the objective
+# --------------------------------------------------------------------------------------------------
+
+
+class UGATIT(nn.Module):
+    """A = human, B = anime. ``G_AB``: human -> anime, ``G_BA``: anime -> human; per domain a global and a
+    local discriminator: ``D_A_global``, ``D_A_local`` judge humans, ``D_B_global``, ``D_B_local`` anime."""
+
+    def __init__(self, img_size: int = 256, ngf: int = 64, ndf: int = 64, n_res: int | None = None,
+                 n_global: int | None = None, n_local: int | None = None, light: bool = True):
+        super().__init__()
+        g_default, l_default = default_d_layers(img_size)
+        n_res = default_n_res(img_size) if n_res is None else n_res
+        n_global = g_default if n_global is None else n_global
+        n_local = l_default if n_local is None else n_local
+        self.config = dict(img_size=img_size, ngf=ngf, ndf=ndf, n_res=n_res, n_global=n_global, n_local=n_local,
+                           light=light)
+        self.G_AB = UGATITGenerator(ngf, n_res, img_size, light)
+        self.G_BA = UGATITGenerator(ngf, n_res, img_size, light)
+        self.D_A_global = UGATITDiscriminator(ndf, n_global)
+        self.D_A_local = UGATITDiscriminator(ndf, n_local)
+        self.D_B_global = UGATITDiscriminator(ndf, n_global)
+        self.D_B_local = UGATITDiscriminator(ndf, n_local)
+
+    def discriminators_of(self, domain: str) -> tuple[UGATITDiscriminator, UGATITDiscriminator]:
+        """(global, local) discriminators of domain "A" or "B"."""
+        return (self.D_A_global, self.D_A_local) if domain == "A" else (self.D_B_global, self.D_B_local)
+
+    def generators(self) -> list[nn.Parameter]:
+        return [*self.G_AB.parameters(), *self.G_BA.parameters()]
+
+    def discriminators(self) -> list[nn.Parameter]:
+        return [p for d in (self.D_A_global, self.D_A_local, self.D_B_global, self.D_B_local) for p in d.parameters()]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The paper's weights: adversarial 1, cycle 10, identity 10, CAM 1000."""
+
+    adv: float = 1.0
+    cycle: float = 10.0
+    identity: float = 10.0
+    cam: float = 1000.0
+
+
+@dataclass
+class UGATITLosses:
+    """The generator objective's terms for one batch (0-d tensors) and the fakes they used."""
+
+    total: torch.Tensor
+    adv_AB: torch.Tensor   # G_AB's adversarial loss against D_B (global + local, patch + CAM logits)
+    adv_BA: torch.Tensor
+    cycle_A: torch.Tensor
+    cycle_B: torch.Tensor
+    idt_A: torch.Tensor
+    idt_B: torch.Tensor
+    cam_AB: torch.Tensor   # G_AB's CAM classifier: real_A -> 1 (translate me), real_B -> 0 (leave me)
+    cam_BA: torch.Tensor
+    fake_A: torch.Tensor
+    fake_B: torch.Tensor
+
+
+def _lsgan(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.mse_loss(logits, torch.full_like(logits, target))
+
+
+def _adversarial(discriminators, fake: torch.Tensor) -> torch.Tensor:
+    """Sum over the (global, local) discriminators of the LSGAN generator loss on patch and CAM logits."""
+    total = fake.new_zeros(())
+    for D in discriminators:
+        logits, cam_logit, _ = D(fake)
+        total = total + _lsgan(logits, 1.0) + _lsgan(cam_logit, 1.0)
+    return total
+
+
+def _cam_bce(logit: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, target))
+
+
+def generator_objective(model: UGATIT, real_A: torch.Tensor, real_B: torch.Tensor,
+                        weights: LossWeights = LossWeights()) -> UGATITLosses:
+    """The generators' objective on humans ``real_A`` and anime faces ``real_B`` ((N, 3, S, S), [-1, 1]).
+
+    For the direction A -> B (and symmetrically B -> A):
+      adv_AB  = sum over D in (D_B_global, D_B_local) of (D(G_AB(a)) - 1)^2 + (D_cam(G_AB(a)) - 1)^2
+      cycle_A = |G_BA(G_AB(a)) - a|_1,  idt_B = |G_AB(b) - b|_1
+      cam_AB  = BCE(cam_AB(a), 1) + BCE(cam_AB(b), 0)
+    total = adv * (adv_AB + adv_BA) + cycle * (cycle_A + cycle_B) + identity * (idt_A + idt_B)
+            + cam * (cam_AB + cam_BA)
+    """
+    fake_B, cam_fake_B, _ = model.G_AB(real_A)
+    fake_A, cam_fake_A, _ = model.G_BA(real_B)
+    rec_A, _, _ = model.G_BA(fake_B)
+    rec_B, _, _ = model.G_AB(fake_A)
+    idt_A, cam_idt_A, _ = model.G_BA(real_A)  # a human fed to the anime -> human generator: leave it alone
+    idt_B, cam_idt_B, _ = model.G_AB(real_B)
+    adv_AB = _adversarial(model.discriminators_of("B"), fake_B)
+    adv_BA = _adversarial(model.discriminators_of("A"), fake_A)
+    cycle_A, cycle_B = (rec_A - real_A).abs().mean(), (rec_B - real_B).abs().mean()
+    idt_loss_A, idt_loss_B = (idt_A - real_A).abs().mean(), (idt_B - real_B).abs().mean()
+    cam_AB = _cam_bce(cam_fake_B, 1.0) + _cam_bce(cam_idt_B, 0.0)
+    cam_BA = _cam_bce(cam_fake_A, 1.0) + _cam_bce(cam_idt_A, 0.0)
+    total = (weights.adv * (adv_AB + adv_BA) + weights.cycle * (cycle_A + cycle_B)
+             + weights.identity * (idt_loss_A + idt_loss_B) + weights.cam * (cam_AB + cam_BA))
+    return UGATITLosses(total, adv_AB, adv_BA, cycle_A, cycle_B, idt_loss_A, idt_loss_B, cam_AB, cam_BA, fake_A, fake_B)
+
+
+def discriminator_objective(discriminators, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Sum over (global, local) of the LSGAN losses on patch and CAM logits: reals -> 1, (detached) fakes -> 0.
+
+    As in the authors' code there is no factor 1/2 (CycleGAN halves its D loss).
+    """
+    fake = fake.detach()
+    total = real.new_zeros(())
+    for D in discriminators:
+        real_logits, real_cam, _ = D(real)
+        fake_logits, fake_cam, _ = D(fake)
+        total = total + _lsgan(real_logits, 1.0) + _lsgan(real_cam, 1.0) + _lsgan(fake_logits, 0.0) + _lsgan(fake_cam, 0.0)
+    return total
+
+
+def train_step(model: UGATIT, real_A: torch.Tensor, real_B: torch.Tensor, opt_G: torch.optim.Optimizer,
+               opt_D: torch.optim.Optimizer, weights: LossWeights = LossWeights()) -> dict[str, float]:
+    """One update of all six networks; returns the losses as floats.
+
+    1. Generators: minimise :func:`generator_objective` with the four discriminators frozen, then clip
+       every rho to [0, 1] (:func:`clip_rho_`).
+    2. Discriminators: ``adv`` * :func:`discriminator_objective` per domain, on this step's fakes (detached).
+
+    The authors update D first on fresh fakes and then G with a second set of generator passes; updating
+    G first and reusing its fakes for D (as lesson 04's CycleGAN does) is the same game and saves two
+    generator forward passes per step.
+    """
+    discs = [model.D_A_global, model.D_A_local, model.D_B_global, model.D_B_local]
+    for D in discs:
+        D.requires_grad_(False)
+    g = generator_objective(model, real_A, real_B, weights)
+    opt_G.zero_grad(set_to_none=True)
+    g.total.backward()
+    opt_G.step()
+    clip_rho_(model.G_AB)
+    clip_rho_(model.G_BA)
+    for D in discs:
+        D.requires_grad_(True)
+
+    loss_D_A = weights.adv * discriminator_objective(model.discriminators_of("A"), real_A, g.fake_A)
+    loss_D_B = weights.adv * discriminator_objective(model.discriminators_of("B"), real_B, g.fake_B)
+    opt_D.zero_grad(set_to_none=True)
+    (loss_D_A + loss_D_B).backward()
+    opt_D.step()
+    losses = {"G_adv_AB": g.adv_AB, "G_adv_BA": g.adv_BA, "cycle_A": g.cycle_A, "cycle_B": g.cycle_B,
+              "idt_A": g.idt_A, "idt_B": g.idt_B, "cam_AB": g.cam_AB, "cam_BA": g.cam_BA,
+              "D_A": loss_D_A, "D_B": loss_D_B}
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Inference helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def upsample_heatmap(heatmap: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 1, h, w) heatmap -> (N, 1, size, size) in [0, 1]: bilinear resize, then min-max per image
+    (the heatmap's scale is arbitrary; only where it is large matters)."""
+    h = F.interpolate(heatmap.float(), size=(size, size), mode="bilinear", align_corners=False)
+    lo = h.amin(dim=(1, 2, 3), keepdim=True)
+    hi = h.amax(dim=(1, 2, 3), keepdim=True)
+    return (h - lo) / (hi - lo).clamp_min(1e-8)
+
+
+@torch.no_grad()
+def translate(G: nn.Module, images: torch.Tensor, batch: int = 128, device: torch.device | str | None = None,
+              with_attention: bool = False):
+    """Run a U-GAT-IT generator over ``images`` (N, 3, S, S) in [-1, 1] in eval mode, in batches.
+
+    Returns the translations (CPU, [-1, 1]); with ``with_attention`` also the CAM logits (N, 2) and the
+    heatmaps upsampled to the image size in [0, 1] (N, 1, S, S). Training mode is restored afterwards.
+    """
+    dev = torch.device(device) if device is not None else next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    outs, logits, maps = [], [], []
+    for i in range(0, len(images), batch):
+        y, cam_logit, heatmap = G(images[i:i + batch].to(dev))
+        outs.append(y.float().cpu())
+        if with_attention:
+            logits.append(cam_logit.float().cpu())
+            maps.append(upsample_heatmap(heatmap, images.shape[-1]).cpu())
+    G.train(was_training)
+    empty = images.new_zeros((0, *images.shape[1:]))
+    fake = torch.cat(outs) if outs else empty
+    if not with_attention:
+        return fake
+    return fake, (torch.cat(logits) if logits else images.new_zeros((0, 2))), (
+        torch.cat(maps) if maps else images.new_zeros((0, 1, *images.shape[-2:])))
+
+
+def mlp_input_size(ngf: int, img_size: int, light: bool, n_down: int = 2) -> int:
+    """Numbers fed to the gamma/beta MLP: C (light) or C * (S / 2**n_down)**2 (full), C = ngf * 2**n_down."""
+    ch = ngf * 2 ** n_down
+    return ch if light else ch * (img_size // 2 ** n_down) ** 2
+

@@ -1,0 +1,356 @@
+"""Tests for anime_lib.models.ugatit (lesson 06): AdaLIN maths, the rho clipper, CAM shapes, generator and
+discriminator outputs, depth scaling, light vs full MLP sizes, the objective, and a short training run."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anime_lib.models.ugatit import (
+    CAM,
+    LIN,
+    UGATIT,
+    AdaLIN,
+    LossWeights,
+    UGATITDiscriminator,
+    UGATITGenerator,
+    clip_rho_,
+    d_receptive_field,
+    default_d_layers,
+    default_n_res,
+    discriminator_objective,
+    generator_objective,
+    mlp_input_size,
+    rho_values,
+    train_step,
+    translate,
+    upsample_heatmap,
+)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _images(n: int, size: int) -> torch.Tensor:
+    return torch.rand(n, 3, size, size) * 2 - 1
+
+
+def _optimizers(model: UGATIT, lr: float = 1e-4):
+    opt_G = torch.optim.Adam(model.generators(), lr=lr, betas=(0.5, 0.999), weight_decay=1e-4)
+    opt_D = torch.optim.Adam(model.discriminators(), lr=lr, betas=(0.5, 0.999), weight_decay=1e-4)
+    return opt_G, opt_D
+
+
+# ----------------------------------------------------------------------------------------- AdaLIN / LIN
+
+
+def _features(n=3, c=6, h=5, w=7):
+    return torch.randn(n, c, h, w) * 3 + 1.5
+
+
+def test_adalin_with_rho_one_is_instance_norm():
+    x = _features()
+    norm = AdaLIN(6)
+    norm.rho.data.fill_(1.0)
+    ones, zeros = torch.ones(3, 6), torch.zeros(3, 6)
+    assert torch.allclose(norm(x, ones, zeros), F.instance_norm(x, eps=norm.eps), atol=1e-5)
+
+
+def test_adalin_with_rho_zero_is_layer_norm():
+    x = _features()
+    norm = AdaLIN(6)
+    norm.rho.data.fill_(0.0)
+    ones, zeros = torch.ones(3, 6), torch.zeros(3, 6)
+    expected = F.layer_norm(x, x.shape[1:], eps=norm.eps)
+    assert torch.allclose(norm(x, ones, zeros), expected, atol=1e-5)
+    # and differs from IN on data whose channels have different means
+    assert not torch.allclose(expected, F.instance_norm(x, eps=norm.eps), atol=1e-2)
+
+
+def test_adalin_mixes_linearly_and_applies_gamma_beta_per_sample_and_channel():
+    x = _features()
+    gamma, beta = torch.randn(3, 6), torch.randn(3, 6)
+    norm = AdaLIN(6)
+    assert torch.allclose(norm.rho, torch.full_like(norm.rho, 0.9))  # the paper's start value
+    norm.rho.data = torch.linspace(0, 1, 6).view(1, 6, 1, 1)
+    x_in = F.instance_norm(x, eps=norm.eps)
+    x_ln = F.layer_norm(x, x.shape[1:], eps=norm.eps)
+    rho = norm.rho
+    expected = (rho * x_in + (1 - rho) * x_ln) * gamma[:, :, None, None] + beta[:, :, None, None]
+    assert torch.allclose(norm(x, gamma, beta), expected, atol=1e-5)
+
+
+def test_lin_starts_as_layer_norm_with_identity_affine():
+    x = _features()
+    lin = LIN(6)
+    assert float(lin.rho.detach().abs().max()) == 0 and torch.all(lin.gamma == 1) and torch.all(lin.beta == 0)
+    assert torch.allclose(lin(x), F.layer_norm(x, x.shape[1:], eps=lin.eps), atol=1e-5)
+
+
+def test_rho_clipper_keeps_every_rho_in_zero_one():
+    G = UGATITGenerator(ngf=4, n_res=2, img_size=16)
+    layers = [m for m in G.modules() if isinstance(m, (AdaLIN, LIN))]
+    assert len(layers) == 2 * 2 + 2  # two AdaLIN per decoder block, one LIN per up-sampling block
+    for m in layers:
+        m.rho.data = torch.linspace(-2, 3, m.rho.numel()).view_as(m.rho)
+    inside = layers[0].rho.detach().clone().clamp(0, 1)
+    clip_rho_(G)
+    for m in layers:
+        assert float(m.rho.detach().min()) == 0.0 and float(m.rho.detach().max()) == 1.0
+    assert torch.equal(layers[0].rho.detach(), inside)  # values already inside are left alone
+    values = rho_values(G)
+    assert len(values) == len(layers) and all(0 <= v <= 1 for v in values.values())
+
+
+def test_a_training_step_clips_rho_even_when_the_optimiser_pushes_it_out():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    opt_G = torch.optim.SGD(model.generators(), lr=1e4)  # a huge step sends rho far outside [0, 1]
+    opt_D = torch.optim.SGD(model.discriminators(), lr=0.0)
+    train_step(model, _images(2, 16), _images(2, 16), opt_G, opt_D)
+    rhos = torch.cat([m.rho.detach().flatten() for m in model.modules() if isinstance(m, (AdaLIN, LIN))])
+    assert float(rhos.min()) >= 0 and float(rhos.max()) <= 1
+    assert float(((rhos == 0) | (rhos == 1)).float().mean()) > 0.5  # most were clipped: the step did push them
+
+
+# ----------------------------------------------------------------------------------------- CAM
+
+
+def test_cam_shapes_and_heatmap_is_the_channel_sum():
+    cam = CAM(8, nn.ReLU())
+    x = torch.randn(4, 8, 5, 6)
+    features, logit, heatmap = cam(x)
+    assert features.shape == x.shape and logit.shape == (4, 2) and heatmap.shape == (4, 1, 5, 6)
+    assert torch.allclose(heatmap, features.sum(1, keepdim=True))
+    # the two logits are the pooled features through the bias-free classifiers
+    assert torch.allclose(logit[:, 0], x.mean((2, 3)) @ cam.gap_fc.weight[0], atol=1e-5)
+    assert torch.allclose(logit[:, 1], x.amax((2, 3)) @ cam.gmp_fc.weight[0], atol=1e-5)
+
+
+def test_cam_rescales_channels_by_the_classifier_weights():
+    cam = CAM(3, nn.Identity())
+    with torch.no_grad():
+        cam.gap_fc.weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
+        cam.gmp_fc.weight.copy_(torch.tensor([[0.0, 0.0, 0.0]]))
+    x = torch.randn(2, 3, 4, 4)
+    x2 = x.clone()
+    x2[:, 1:] += 10 * torch.randn(2, 2, 4, 4)  # change only the channels whose classifier weight is 0
+    assert torch.allclose(cam(x)[0], cam(x2)[0], atol=1e-5)
+    x3 = x.clone()
+    x3[:, 0] += 1.0  # the channel with weight 1 does pass through
+    assert not torch.allclose(cam(x)[0], cam(x3)[0], atol=1e-3)
+
+
+def test_discriminator_cam_uses_spectral_norm():
+    D = UGATITDiscriminator(ndf=4, n_down=1)
+    assert hasattr(D.cam.gap_fc, "parametrizations") and hasattr(D.cam.gmp_fc, "parametrizations")
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d) and m is not D.cam.conv1x1]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    assert not any(isinstance(m, (nn.InstanceNorm2d, nn.BatchNorm2d)) for m in D.modules())
+
+
+# ----------------------------------------------------------------------------------------- networks
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_generator_returns_image_cam_logit_and_heatmap(size):
+    G = UGATITGenerator(ngf=4, n_res=1, img_size=size)
+    x = _images(3, size)
+    y, logit, heatmap = G(x)
+    assert y.shape == x.shape
+    assert float(y.detach().min()) >= -1 and float(y.detach().max()) <= 1
+    assert logit.shape == (3, 2)
+    assert heatmap.shape == (3, 1, size // 4, size // 4)
+
+
+def test_generator_refuses_sides_that_are_not_multiples_of_4():
+    with pytest.raises(ValueError, match="multiples of 4"):
+        UGATITGenerator(ngf=4, n_res=1, img_size=32)(_images(1, 30))
+
+
+def test_full_mlp_needs_its_image_size():
+    G = UGATITGenerator(ngf=4, n_res=1, img_size=16, light=False)
+    assert G(_images(2, 16))[0].shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="16 px"):
+        G(_images(2, 32))
+
+
+@pytest.mark.parametrize("size,ngf", [(16, 4), (32, 8), (64, 8)])
+def test_light_and_full_differ_only_in_the_first_mlp_layer(size, ngf):
+    light = UGATITGenerator(ngf=ngf, n_res=1, img_size=size, light=True)
+    full = UGATITGenerator(ngf=ngf, n_res=1, img_size=size, light=False)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    ch = 4 * ngf
+    s = size // 4
+    assert count(full) - count(light) == (ch * s * s - ch) * ch
+    assert mlp_input_size(ngf, size, True) == ch and mlp_input_size(ngf, size, False) == ch * s * s
+    assert count(light.mlp) == 2 * ch * ch
+
+
+def test_paper_size_full_mlp_has_268_million_parameters():
+    with torch.device("meta"):  # no memory is allocated
+        full = UGATITGenerator(ngf=64, n_res=4, img_size=256, light=False)
+        light = UGATITGenerator(ngf=64, n_res=4, img_size=256, light=True)
+    first_full = full.mlp[0].weight.numel()
+    assert first_full == 256 * 64 * 64 * 256  # 268,435,456: the flattened 64x64x256 map -> 256
+    n_full = sum(p.numel() for p in full.parameters())
+    n_light = sum(p.numel() for p in light.parameters())
+    assert n_full > 260e6 and n_light < 20e6
+    assert light.mlp[0].weight.shape == (256, 256)
+
+
+@pytest.mark.parametrize("size,n_down", [(32, 1), (32, 2), (64, 3), (128, 2), (256, 5)])
+def test_discriminator_outputs(size, n_down):
+    D = UGATITDiscriminator(ndf=4, n_down=n_down)
+    logits, cam_logit, heatmap = D(_images(2, size))
+    side = size // 2 ** n_down
+    assert logits.shape == (2, 1, side - 2, side - 2)
+    assert cam_logit.shape == (2, 2)
+    assert heatmap.shape == (2, 1, side - 1, side - 1)
+
+
+def test_depths_scale_with_the_image():
+    assert default_d_layers(256) == (5, 3)  # the paper's global and local discriminators
+    assert default_d_layers(128) == (4, 2) and default_d_layers(64) == (3, 1) and default_d_layers(32) == (2, 1)
+    assert d_receptive_field(3) == 70  # the local D at 256 px sees the PatchGAN's 70 px patch
+    for size in (32, 64, 128, 256):
+        n_global, n_local = default_d_layers(size)
+        assert d_receptive_field(n_global) >= size  # a global logit sees the whole face
+        assert d_receptive_field(n_global - 1) < size  # ... with no layer more than needed
+        assert d_receptive_field(n_local) <= 0.6 * size  # a local logit sees a part of it
+        D = UGATITDiscriminator(ndf=2, n_down=n_global)
+        assert min(D(_images(1, size))[0].shape[-2:]) >= 1
+    assert default_n_res(256) == 4 and default_n_res(32) == 2
+
+
+def test_model_builds_six_networks_with_scaled_depths():
+    model = UGATIT(img_size=32, ngf=4, ndf=4)
+    assert model.config["n_global"] == 2 and model.config["n_local"] == 1 and model.config["n_res"] == 2
+    assert model.D_A_global.n_down == 2 and model.D_B_local.n_down == 1
+    n_g = sum(p.numel() for p in model.generators())
+    n_d = sum(p.numel() for p in model.discriminators())
+    assert n_g + n_d == sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------- objective and step
+
+
+def test_generator_objective_is_the_weighted_sum_of_its_terms():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    a, b = _images(2, 16), _images(2, 16)
+    w = LossWeights(adv=1.0, cycle=10.0, identity=10.0, cam=1000.0)
+    g = generator_objective(model, a, b, w)
+    expected = (g.adv_AB + g.adv_BA) + 10 * (g.cycle_A + g.cycle_B) + 10 * (g.idt_A + g.idt_B) + 1000 * (g.cam_AB + g.cam_BA)
+    assert float(g.total.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert g.fake_A.shape == a.shape and g.fake_B.shape == b.shape
+    assert LossWeights() == w  # the defaults are the paper's
+
+
+def test_generator_cam_loss_is_bce_on_source_one_and_target_zero():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    a, b = _images(2, 16), _images(2, 16)
+    with torch.no_grad():
+        g = generator_objective(model, a, b)
+        _, logit_a, _ = model.G_AB(a)
+        _, logit_b, _ = model.G_AB(b)
+    expected = F.binary_cross_entropy_with_logits(logit_a, torch.ones_like(logit_a)) + \
+        F.binary_cross_entropy_with_logits(logit_b, torch.zeros_like(logit_b))
+    assert float(g.cam_AB) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_discriminator_objective_sums_global_and_local_patch_and_cam_terms():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    model.eval()  # freeze spectral-norm power iterations so repeated calls agree
+    real, fake = _images(2, 16), _images(2, 16)
+    with torch.no_grad():
+        got = discriminator_objective(model.discriminators_of("B"), real, fake)
+        expected = 0.0
+        for D in model.discriminators_of("B"):
+            lr, cr, _ = D(real)
+            lf, cf, _ = D(fake)
+            expected += float(((lr - 1) ** 2).mean() + ((cr - 1) ** 2).mean() + (lf ** 2).mean() + (cf ** 2).mean())
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+def test_one_step_updates_all_six_networks_and_unfreezes_d():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_G, opt_D = _optimizers(model)
+    losses = train_step(model, _images(2, 16), _images(2, 16), opt_G, opt_D)
+    assert set(losses) == {"G_adv_AB", "G_adv_BA", "cycle_A", "cycle_B", "idt_A", "idt_B", "cam_AB", "cam_BA",
+                           "D_A", "D_B"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    for net in ("G_AB", "G_BA", "D_A_global", "D_A_local", "D_B_global", "D_B_local"):
+        changed = [k for k in before if k.startswith(net + ".") and not torch.equal(before[k], model.state_dict()[k])]
+        assert changed, f"{net} was not updated"
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_generator_step_leaves_discriminator_weights_alone():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    opt_G, _ = _optimizers(model)
+    opt_D = torch.optim.SGD(model.discriminators(), lr=0.0)
+    before = {n: p.detach().clone() for n, p in model.D_B_global.named_parameters()}
+    train_step(model, _images(2, 16), _images(2, 16), opt_G, opt_D)
+    assert all(torch.equal(before[n], p) for n, p in model.D_B_global.named_parameters())
+
+
+def test_a_short_training_run_lowers_the_losses():
+    torch.manual_seed(1)
+    model = UGATIT(img_size=16, ngf=8, ndf=8, n_res=1)
+    opt_G, opt_D = _optimizers(model, lr=1e-3)
+    a, b = _images(4, 16), _images(4, 16)
+    first = train_step(model, a, b, opt_G, opt_D)
+    for _ in range(20):
+        last = train_step(model, a, b, opt_G, opt_D)
+    for name in ("cycle_A", "cycle_B", "idt_A", "idt_B", "cam_AB", "cam_BA"):
+        assert last[name] < first[name], f"{name}: {first[name]:.4f} -> {last[name]:.4f}"
+    assert last["cam_AB"] < 0.75 * first["cam_AB"]  # the CAM classifier learns to tell the two batches apart
+
+
+# ----------------------------------------------------------------------------------------- inference helpers
+
+
+def test_translate_returns_images_and_unit_heatmaps_and_restores_training():
+    G = UGATITGenerator(ngf=4, n_res=1, img_size=16)
+    x = _images(5, 16)
+    y, logits, maps = translate(G, x, batch=2, with_attention=True)
+    assert y.shape == x.shape and logits.shape == (5, 2) and maps.shape == (5, 1, 16, 16)
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1 + 1e-6
+    assert G.training
+    assert torch.allclose(translate(G, x, batch=5), y, atol=1e-5)
+
+
+def test_upsample_heatmap_min_max_per_image():
+    h = torch.stack([torch.arange(16.0).view(1, 4, 4), -5 * torch.ones(1, 4, 4)])
+    up = upsample_heatmap(h, 8)
+    assert up.shape == (2, 1, 8, 8)
+    assert float(up[0].min()) == 0 and float(up[0].max()) == pytest.approx(1.0)
+    assert float(up[1].abs().max()) == 0  # a flat map stays flat (no division by zero)
+
+
+def test_training_resumes_exactly_from_a_checkpoint_state(tmp_path):
+    from anime_lib.training import Checkpointer, restore, rng_state, restore_rng_state, state_of
+
+    def build():
+        torch.manual_seed(3)
+        model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+        return (model, *_optimizers(model, lr=1e-3))
+
+    batches = [(_images(2, 16), _images(2, 16)) for _ in range(4)]
+    model, opt_G, opt_D = build()
+    for a, b in batches[:2]:
+        train_step(model, a, b, opt_G, opt_D)
+    ckpt = Checkpointer(tmp_path)
+    ckpt.save(2, state_of(model=model, opt_G=opt_G, opt_D=opt_D, rng=rng_state()))
+    straight = [train_step(model, a, b, opt_G, opt_D) for a, b in batches[2:]]
+
+    resumed_model, r_opt_G, r_opt_D = build()
+    state = ckpt.load_latest()  # weights_only load: spectral-norm vectors and rho must survive it
+    restore(state, model=resumed_model, opt_G=r_opt_G, opt_D=r_opt_D)
+    restore_rng_state(state["rng"])
+    resumed = [train_step(resumed_model, a, b, r_opt_G, r_opt_D) for a, b in batches[2:]]
+    assert resumed == straight
+    assert all(torch.equal(v, resumed_model.state_dict()[k]) for k, v in model.state_dict().items())
