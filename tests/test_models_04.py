@@ -111,7 +111,7 @@ def test_init_is_normal_with_std_002():
     assert abs(float(weights.mean())) < 2e-3
     assert float(weights.std()) == pytest.approx(0.02, rel=0.05)
     biases = [m.bias for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    assert all(float(b.abs().max()) == 0 for b in biases)
+    assert all(float(b.detach().abs().max()) == 0 for b in biases)
 
 
 # ----------------------------------------------------------------------------------------- objective and step
@@ -122,7 +122,7 @@ def test_generator_objective_is_the_weighted_sum_of_its_terms():
     a, b = _images(2, 16), _images(2, 16)
     g = generator_objective(model, a, b, lambda_cycle=10.0, lambda_identity=0.5)
     expected = g.gan_AB + g.gan_BA + 10 * (g.cycle_A + g.cycle_B) + 5 * (g.idt_A + g.idt_B)
-    assert float(g.total) == pytest.approx(float(expected), rel=1e-6)
+    assert float(g.total.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
     assert g.fake_A.shape == a.shape and g.fake_B.shape == b.shape
     no_idt = generator_objective(model, a, b, lambda_identity=0.0)
     assert float(no_idt.idt_A) == 0 and float(no_idt.idt_B) == 0
@@ -208,3 +208,62 @@ def test_translate_runs_in_eval_mode_and_restores_training():
     y = translate(G, x, batch=2)
     assert y.shape == x.shape and G.training
     assert torch.allclose(y, translate(G, x, batch=5), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------- upsampling switch
+
+
+def test_resize_upsampling_replaces_the_transposed_convs():
+    G = ResnetGenerator(ngf=8, n_blocks=2, upsampling="resize")
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in G.modules())
+    ups = [m for m in G.modules() if isinstance(m, nn.Upsample)]
+    assert len(ups) == 2 and all(m.scale_factor == 2 and m.mode == "nearest" for m in ups)
+    x = _images(2, 32)
+    assert G(x).shape == x.shape
+    paper = ResnetGenerator(ngf=8, n_blocks=2)
+    assert sum(isinstance(m, nn.ConvTranspose2d) for m in paper.modules()) == 2
+    with pytest.raises(ValueError, match="upsampling"):
+        ResnetGenerator(ngf=4, n_blocks=1, upsampling="bilinear-ish")
+
+
+def test_resize_upsampling_has_no_checkerboard_on_a_constant_input():
+    # a constant feature map stays constant through nearest resize + reflect-padded conv, while a stride-2
+    # transposed conv with a 3x3 kernel adds its kernel a different number of times at even and odd pixels
+    torch.manual_seed(0)
+    from anime_lib.models.cyclegan import _upsample_layer
+
+    x = torch.ones(1, 4, 6, 6)
+    resize = _upsample_layer(4, 4, "resize")(x)
+    transpose = _upsample_layer(4, 4, "transpose")(x)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))
+    assert float(resize[inner].std(dim=(2, 3)).max()) < 1e-5
+    assert float(transpose[inner].std(dim=(2, 3)).max()) > 1e-3
+
+
+def test_cyclegan_config_records_the_upsampling_only_when_it_differs_from_the_paper():
+    assert "upsampling" not in CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1).config
+    model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1, upsampling="resize")
+    assert model.config["upsampling"] == "resize"
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
+    assert model.G_AB(_images(2, 16)).shape == (2, 3, 16, 16)
+
+
+def test_layer_norm_switch_normalises_all_channels_together():
+    G = ResnetGenerator(ngf=8, n_blocks=2, norm="layer")
+    assert not any(isinstance(m, nn.InstanceNorm2d) for m in G.modules())
+    groups = [m for m in G.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(groups) == 2 + 2 * 2 + 2 + 1 and all(m.num_groups == 1 for m in groups)  # down, blocks, up, stem
+    x = _images(2, 16)
+    assert G(x).shape == x.shape
+    # the property that motivates it: InstanceNorm maps every flat image to the same all-zero feature map,
+    # whatever its colour; GroupNorm(1, C) keeps the balance between channels, so two colours stay apart
+    flat = torch.stack([torch.tensor([0.8, -0.2, -0.6]), torch.tensor([-0.5, 0.3, 0.9])]).view(2, 3, 1, 1).expand(2, 3, 16, 16)
+    inst = ResnetGenerator(ngf=8, n_blocks=1).stem(flat.contiguous())
+    assert float(inst.abs().max()) < 1e-4
+    layer = G.stem(flat.contiguous())
+    assert float((layer[0] - layer[1]).abs().max()) > 1e-2
+    model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1, norm="layer")
+    assert model.config["norm"] == "layer" and "norm" not in CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1).config
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in model.D_B.modules())  # the discriminators keep the paper's norm
+    with pytest.raises(ValueError, match="norm"):
+        ResnetGenerator(ngf=4, n_blocks=1, norm="batch")

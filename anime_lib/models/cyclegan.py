@@ -17,6 +17,11 @@ Read top to bottom like the paper:
 Sizes are scaled to small images with :func:`default_n_blocks` and :func:`default_n_layers`
 (9 blocks / 3 D layers at 256 px, as in the paper). Conventions follow the authors' repository:
 InstanceNorm without affine parameters, convolutions with bias, N(0, 0.02) initialisation.
+
+Two keyword switches of the generators depart from the paper where the lesson's CPU profile needs it
+(the defaults are the paper's): ``norm="layer"`` (GroupNorm with one group instead of InstanceNorm, which
+keeps the colour of flat regions) and ``upsampling="resize"`` (nearest resize + 3x3 conv instead of
+transposed convs, no checkerboard).
 """
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ __all__ = [
 ]
 
 ACTIVATIONS = ("relu", "leaky_relu")
+UPSAMPLING = ("transpose", "resize")
+NORMS = ("instance", "layer")
 
 
 def default_n_blocks(img_size: int) -> int:
@@ -79,6 +86,20 @@ def patch_receptive_field(n_layers: int) -> int:
     return r
 
 
+def _norm(name: str, channels: int) -> nn.Module:
+    """The generator's normalisation layer for ``channels`` feature maps.
+
+    "instance": InstanceNorm2d without affine parameters (paper), each channel of each image normalised on
+    its own, which maps a flat image of any colour to zeros. "layer": GroupNorm(1, C), all channels of an
+    image normalised together, so the balance between channels (the colour of a flat region) survives; it
+    has a learned per-channel scale and shift."""
+    if name == "instance":
+        return nn.InstanceNorm2d(channels)
+    if name == "layer":
+        return nn.GroupNorm(1, channels)
+    raise ValueError(f"norm must be one of {NORMS}, got {name!r}")
+
+
 def _activation(name: str) -> nn.Module:
     if name == "relu":
         return nn.ReLU(inplace=True)
@@ -90,15 +111,26 @@ def _activation(name: str) -> nn.Module:
 class ResnetBlock(nn.Module):
     """(N, C, H, W) -> (N, C, H, W): ``x + F(x)`` with reflect padding, so borders stay natural."""
 
-    def __init__(self, channels: int, activation: str = "relu"):
+    def __init__(self, channels: int, activation: str = "relu", *, norm: str = "instance"):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels), _activation(activation),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(norm, channels), _activation(activation),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(norm, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
+
+
+def _upsample_layer(in_ch: int, out_ch: int, upsampling: str) -> nn.Module:
+    """Double the resolution: the paper's ConvTranspose2d(k3, s2, p1, output_padding 1) ("transpose"), or a
+    nearest-neighbour resize followed by a reflect-padded 3x3 conv ("resize"), which cannot produce the
+    checkerboard pattern that overlapping transposed-conv kernels leave (Odena et al. 2016)."""
+    if upsampling == "transpose":
+        return nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1)
+    if upsampling == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3))
+    raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
 
 
 class ResnetGenerator(nn.Module):
@@ -106,21 +138,24 @@ class ResnetGenerator(nn.Module):
 
     ``ngf`` channels at full resolution, 2 * ngf at S/2, 4 * ngf at S/4 where the ``n_blocks`` residual
     blocks work. ``activation``: "relu" (paper) or "leaky_relu" (slope 0.2, a switch the reports tried).
+    ``upsampling``: "transpose" (paper: stride-2 transposed convs) or "resize" (nearest resize + 3x3 conv).
+    ``norm``: "instance" (paper) or "layer" (GroupNorm with one group; see :func:`_norm`).
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, activation: str = "relu", in_channels: int = 3,
-                 out_channels: int = 3):
+                 out_channels: int = 3, upsampling: str = "transpose", *, norm: str = "instance"):
         super().__init__()
         act = lambda: _activation(activation)  # noqa: E731  (a fresh module each time)
-        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), nn.InstanceNorm2d(ngf), act())
+        nrm = lambda c: _norm(norm, c)  # noqa: E731
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), nrm(ngf), act())
         self.down = nn.Sequential(
-            nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1), nn.InstanceNorm2d(2 * ngf), act(),
-            nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1), nn.InstanceNorm2d(4 * ngf), act(),
+            nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1), nrm(2 * ngf), act(),
+            nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1), nrm(4 * ngf), act(),
         )
-        self.blocks = nn.Sequential(*[ResnetBlock(4 * ngf, activation) for _ in range(n_blocks)])
+        self.blocks = nn.Sequential(*[ResnetBlock(4 * ngf, activation, norm=norm) for _ in range(n_blocks)])
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(4 * ngf, 2 * ngf, 3, stride=2, padding=1, output_padding=1), nn.InstanceNorm2d(2 * ngf), act(),
-            nn.ConvTranspose2d(2 * ngf, ngf, 3, stride=2, padding=1, output_padding=1), nn.InstanceNorm2d(ngf), act(),
+            _upsample_layer(4 * ngf, 2 * ngf, upsampling), nrm(2 * ngf), act(),
+            _upsample_layer(2 * ngf, ngf, upsampling), nrm(ngf), act(),
         )
         self.to_rgb = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh())
         init_weights(self)
@@ -164,13 +199,19 @@ class CycleGAN(nn.Module):
     ``D_A`` scores humans, ``D_B`` anime faces. All images in [-1, 1]."""
 
     def __init__(self, img_size: int = 64, ngf: int = 64, ndf: int = 64, n_blocks: int | None = None,
-                 n_layers: int | None = None, activation: str = "relu"):
+                 n_layers: int | None = None, activation: str = "relu", *, upsampling: str = "transpose",
+                 norm: str = "instance"):
         super().__init__()
         n_blocks = default_n_blocks(img_size) if n_blocks is None else n_blocks
         n_layers = default_n_layers(img_size) if n_layers is None else n_layers
         self.config = dict(img_size=img_size, ngf=ngf, ndf=ndf, n_blocks=n_blocks, n_layers=n_layers, activation=activation)
-        self.G_AB = ResnetGenerator(ngf, n_blocks, activation)
-        self.G_BA = ResnetGenerator(ngf, n_blocks, activation)
+        # recorded only where they differ from the paper, so configs (and checkpoints) of paper models stay as they were
+        if upsampling != "transpose":
+            self.config["upsampling"] = upsampling
+        if norm != "instance":
+            self.config["norm"] = norm
+        self.G_AB = ResnetGenerator(ngf, n_blocks, activation, upsampling=upsampling, norm=norm)
+        self.G_BA = ResnetGenerator(ngf, n_blocks, activation, upsampling=upsampling, norm=norm)
         self.D_A = PatchDiscriminator(ndf, n_layers)
         self.D_B = PatchDiscriminator(ndf, n_layers)
 
