@@ -267,3 +267,54 @@ def test_layer_norm_switch_normalises_all_channels_together():
     assert any(isinstance(m, nn.InstanceNorm2d) for m in model.D_B.modules())  # the discriminators keep the paper's norm
     with pytest.raises(ValueError, match="norm"):
         ResnetGenerator(ngf=4, n_blocks=1, norm="batch")
+
+
+# ----------------------------------------------------------------------------------------- EMA generators (lesson 04)
+
+
+def test_ema_generators_resume_exactly_through_a_checkpoint_state():
+    """The lesson keeps an EMA of G_AB and G_BA in its checkpoints: a resumed run ends with the same averages."""
+    from anime_lib.training import EMA, restore, state_of
+
+    def build():
+        torch.manual_seed(0)
+        model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1, norm="layer", upsampling="resize")
+        return model, *_optimizers(model), {g: EMA(getattr(model, g), 0.9) for g in ("G_AB", "G_BA")}
+
+    def step(model, opt_G, opt_D, emas, a, b):
+        train_step(model, a, b, opt_G, opt_D, ImagePool(0), ImagePool(0))
+        for g, ema in emas.items():
+            ema.update(getattr(model, g))
+
+    torch.manual_seed(1)
+    batches = [(_images(2, 16), _images(2, 16)) for _ in range(4)]
+    model, opt_G, opt_D, emas = build()
+    for a, b in batches[:2]:
+        step(model, opt_G, opt_D, emas, a, b)
+    state = state_of(model=model, opt_G=opt_G, opt_D=opt_D, **{f"ema_{g}": e for g, e in emas.items()})
+    for a, b in batches[2:]:
+        step(model, opt_G, opt_D, emas, a, b)
+
+    r_model, r_opt_G, r_opt_D, r_emas = build()
+    restore(state, model=r_model, opt_G=r_opt_G, opt_D=r_opt_D, **{f"ema_{g}": e for g, e in r_emas.items()})
+    assert r_emas["G_AB"].num_updates == 2
+    for a, b in batches[2:]:
+        step(r_model, r_opt_G, r_opt_D, r_emas, a, b)
+    for g in emas:
+        assert emas[g].num_updates == r_emas[g].num_updates == 4
+        for (k, v), w in zip(emas[g].module.state_dict().items(), r_emas[g].module.state_dict().values()):
+            assert torch.equal(v, w), k
+        # the average differs from the raw weights, and a decay-0.9 shadow after 4 updates is still close to the start
+        raw = getattr(model, g).state_dict()
+        assert any(not torch.equal(v, raw[k]) for k, v in emas[g].module.state_dict().items())
+
+
+def test_ema_started_from_an_old_checkpoint_equals_its_weights():
+    """An old checkpoint without EMA state: the lesson starts the EMA from the restored weights."""
+    from anime_lib.training import EMA
+
+    model = CycleGAN(img_size=16, ngf=4, ndf=4, n_blocks=1)
+    ema = EMA(model.G_AB, 0.995)
+    x = _images(2, 16)
+    assert torch.equal(ema.module(x), model.G_AB.eval()(x))
+    assert ema.num_updates == 0 and not ema.module.training
