@@ -589,6 +589,28 @@ def autocast_context(device: str | torch.device, enabled: bool, dtype: torch.dty
     return torch.autocast(device_type=dev.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``with eval_mode(G): ...`` runs the block with ``model`` in eval mode and gives it back in the mode
+    it had (train or eval), also when the block raises."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def translate(G: nn.Module, images: torch.Tensor, batch: int = 128, device: torch.device | str | None = None) -> torch.Tensor:
+    """Run generator ``G`` over ``images`` (N, 3, S, S) in [-1, 1] in batches, in eval mode; returns the
+    translations on the CPU in [-1, 1]."""
+    dev = torch.device(device) if device is not None else next(G.parameters()).device
+    with eval_mode(G):
+        out = [G(images[i:i + batch].to(dev)).float().cpu() for i in range(0, len(images), batch)]
+    return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

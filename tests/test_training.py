@@ -360,3 +360,18 @@ def test_amp_choice_and_parameter_count():
 def test_losses_reported_as_none_are_gaps_not_errors():
     result = train_loop(lambda s: {"g": 1.0, "d": None if s % 2 else 0.5}, 4, progress=False)
     assert result.history.as_dict() == {"step": [0, 1, 2, 3], "g": [1.0] * 4, "d": [0.5, None, 0.5, None]}
+
+
+def test_eval_mode_and_translate_restore_the_training_mode():
+    from anime_lib.training import eval_mode, translate
+
+    G = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.Dropout(0.5))
+    with pytest.raises(RuntimeError):
+        with eval_mode(G):
+            assert not G.training
+            raise RuntimeError("inside")
+    assert G.training  # given back in train mode even after an exception
+    x = torch.rand(5, 3, 4, 4) * 2 - 1
+    out = translate(G, x, batch=2)
+    assert G.training and out.shape == x.shape and not out.requires_grad
+    assert torch.allclose(out, translate(G, x, batch=5), atol=1e-6)  # eval mode: dropout off, batching does not matter

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
-from anime_lib.training import ImagePool, init_weights
+from anime_lib.training import ImagePool, init_weights, translate  # translate: re-exported for the lessons
 
 __all__ = [
     "default_n_blocks",
@@ -341,15 +341,3 @@ def batch_indices(step: int, batch_size: int, n: int, seed: int = 0, stream: int
     epoch, k = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream) * 7919 + int(epoch))
     return torch.randperm(n, generator=g)[k * batch_size:(k + 1) * batch_size]
-
-
-@torch.no_grad()
-def translate(G: nn.Module, images: torch.Tensor, batch: int = 128, device: torch.device | str | None = None) -> torch.Tensor:
-    """Run generator ``G`` over ``images`` (N, 3, S, S) in [-1, 1] in batches, in eval mode; returns the
-    translations on the CPU in [-1, 1]."""
-    dev = torch.device(device) if device is not None else next(G.parameters()).device
-    was_training = G.training
-    G.eval()
-    out = [G(images[i:i + batch].to(dev)).float().cpu() for i in range(0, len(images), batch)]
-    G.train(was_training)
-    return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))

@@ -36,7 +36,7 @@ from torch import nn
 
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
 from anime_lib.models.cyclegan import PatchDiscriminator, ResnetGenerator, default_n_blocks, default_n_layers
-from anime_lib.training import ImagePool
+from anime_lib.training import ImagePool, eval_mode
 
 __all__ = [
     "PARTS",
@@ -462,14 +462,12 @@ def translate_with_angle(G: nn.Module, images: torch.Tensor, roll: torch.Tensor 
     needs_map = next(m for m in G.modules() if isinstance(m, nn.Conv2d)).in_channels == 4
     if needs_map and roll is None:
         raise ValueError("this generator reads an angle channel: pass the roll angles")
-    was_training = G.training
-    G.eval()
     out = []
-    for i in range(0, len(images), batch):
-        x = images[i:i + batch]
-        maps = angle_map(torch.as_tensor(roll)[i:i + batch], x.shape[-1]) if needs_map else None
-        out.append(G(with_channel(x, maps).to(dev)).float().cpu())
-    G.train(was_training)
+    with eval_mode(G):
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch]
+            maps = angle_map(torch.as_tensor(roll)[i:i + batch], x.shape[-1]) if needs_map else None
+            out.append(G(with_channel(x, maps).to(dev)).float().cpu())
     return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))
 
 

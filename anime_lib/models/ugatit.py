@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from anime_lib.training import eval_mode
+
 __all__ = [
     "default_n_res",
     "default_d_layers",
@@ -509,16 +511,14 @@ def translate(G: nn.Module, images: torch.Tensor, batch: int = 128, device: torc
     heatmaps upsampled to the image size in [0, 1] (N, 1, S, S). Training mode is restored afterwards.
     """
     dev = torch.device(device) if device is not None else next(G.parameters()).device
-    was_training = G.training
-    G.eval()
     outs, logits, maps = [], [], []
-    for i in range(0, len(images), batch):
-        y, cam_logit, heatmap = G(images[i:i + batch].to(dev))
-        outs.append(y.float().cpu())
-        if with_attention:
-            logits.append(cam_logit.float().cpu())
-            maps.append(upsample_heatmap(heatmap, images.shape[-1]).cpu())
-    G.train(was_training)
+    with eval_mode(G):
+        for i in range(0, len(images), batch):
+            y, cam_logit, heatmap = G(images[i:i + batch].to(dev))
+            outs.append(y.float().cpu())
+            if with_attention:
+                logits.append(cam_logit.float().cpu())
+                maps.append(upsample_heatmap(heatmap, images.shape[-1]).cpu())
     empty = images.new_zeros((0, *images.shape[1:]))
     fake = torch.cat(outs) if outs else empty
     if not with_attention:
