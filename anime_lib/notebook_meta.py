@@ -133,6 +133,11 @@ def _parse_parameters(source: str) -> tuple[list[str], list[str]]:
         return [], [f"parameters cell is not valid Python: {exc.msg} (line {exc.lineno})"]
     names: list[str] = []
     problems: list[str] = []
+    for lineno, line in enumerate(source.splitlines(), 1):
+        # papermill (--help-notebook, its parameter listing) skips any assignment line with a second "="
+        if not line.lstrip().startswith("#") and line.count("=") > 1:
+            problems.append(f"parameters cell line {lineno}: more than one '=' (papermill cannot list the "
+                            "parameter; keep '=' out of the comment)")
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign):
             targets = stmt.targets

@@ -132,6 +132,7 @@ PROBLEMS = {
     "statement": (_edit_params("SEED = 0", "SEED = 0\nimport os"), "only UPPER_CASE assignments belong here"),
     "attribute target": (_edit_params("SEED = 0", "SEED = 0\nP.X = 1"), "assign to plain UPPER_CASE names only"),
     "syntax error": (_edit_params("SEED = 0", "SEED = = 0"), "parameters cell is not valid Python"),
+    "second = in comment": (_edit_params("SEED = 0", "SEED = 0  # 0 = the default"), "line 6: more than one '='"),
     "missing required": (_edit_params("SEED = 0\n", ""), "lacks required names: SEED"),
     "no training length": (_edit_params("N_STEPS: int = 200\n", ""), "must name its training length"),
     "stored outputs": (_outputs, "cell 4: stored outputs"),
