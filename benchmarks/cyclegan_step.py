@@ -2,6 +2,7 @@
 
     python benchmarks/cyclegan_step.py [--sizes 64 128] [--batch 4] [--ngf 64] [--ndf 64] [--steps 3] [--threads N]
                                        [--n-layers 2] [--norm layer] [--upsampling resize]
+                                       [--layout both|contiguous|channels_last]
     # the lesson's cpu profile: --sizes 32 --batch 8 --ngf 16 --ndf 64 --n-layers 2 --norm layer --upsampling resize
 
 For each image size it builds ``anime_lib.models.cyclegan.CycleGAN`` with the lesson's scaling rules
@@ -9,6 +10,10 @@ For each image size it builds ``anime_lib.models.cyclegan.CycleGAN`` with the le
 calls of ``train_step`` (LSGAN, cycle + identity, pools of 50) on random images, on the CPU and, when
 available, on CUDA (with the mixed precision ``pick_amp`` chooses). One "image" is one (human, anime)
 pair, so images/s = batch / seconds per step. The defaults take about a minute on a 2-core CPU.
+
+``--layout`` times the networks with contiguous (NCHW) weights, with ``channels_last`` (NHWC) weights,
+or both (the default). Lesson 04 trains with channels_last: the same arithmetic, in a memory order
+the CPU and GPU convolution kernels handle faster.
 """
 from __future__ import annotations
 
@@ -23,11 +28,14 @@ from anime_lib.training import ImagePool, autocast_context, count_parameters, pi
 
 
 def time_steps(size: int, batch: int, ngf: int, steps: int, device: torch.device, ndf: int | None = None,
-               n_layers: int | None = None, norm: str = "instance", upsampling: str = "transpose") -> dict:
+               n_layers: int | None = None, norm: str = "instance", upsampling: str = "transpose",
+               layout: str = "contiguous") -> dict:
     """Seconds per training step (median of ``steps`` after one warm-up) and the configuration used."""
     torch.manual_seed(0)
     model = CycleGAN(img_size=size, ngf=ngf, ndf=ngf if ndf is None else ndf, n_layers=n_layers, norm=norm,
                      upsampling=upsampling).to(device)
+    if layout == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
     opt_G = torch.optim.Adam(model.generators(), lr=2e-4, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(model.discriminators(), lr=2e-4, betas=(0.5, 0.999))
     pool_A, pool_B = ImagePool(50), ImagePool(50)
@@ -47,7 +55,7 @@ def time_steps(size: int, batch: int, ngf: int, steps: int, device: torch.device
         if i > 0:  # the first step pays for allocation and kernel selection
             times.append(time.perf_counter() - t0)
     seconds = sorted(times)[len(times) // 2]
-    return {"device": device.type, "size": size, "batch": batch, **model.config,
+    return {"device": device.type, "size": size, "batch": batch, "layout": layout, **model.config,
             "G_params": count_parameters(model.G_AB), "D_params": count_parameters(model.D_B),
             "amp": str(amp.dtype).replace("torch.", "") if amp.enabled else "off",
             "s_per_step": seconds, "images_per_s": batch / seconds}
@@ -65,6 +73,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per size (after one warm-up)")
     parser.add_argument("--cuda-steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--layout", choices=("both", "contiguous", "channels_last"), default="both",
+                        help="memory format of the networks' weights (default: time both)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -72,13 +82,17 @@ def main() -> None:
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"generator norm {args.norm}, upsampling {args.upsampling}")
     print(f"{'device':6} {'size':>4} {'batch':>5} {'ngf':>4} {'ndf':>4} {'blocks':>6} {'D layers':>8} {'G params':>9} "
-          f"{'amp':>8} {'s/step':>8} {'images/s':>9}")
+          f"{'amp':>8} {'layout':>13} {'s/step':>8} {'images/s':>9}")
     for device in devices:
         steps = args.steps if device.type == "cpu" else args.cuda_steps
+        layouts = ("contiguous", "channels_last") if args.layout == "both" else (args.layout,)
         for size in args.sizes:
-            r = time_steps(size, args.batch, args.ngf, steps, device, args.ndf, args.n_layers, args.norm, args.upsampling)
-            print(f"{r['device']:6} {r['size']:>4} {r['batch']:>5} {r['ngf']:>4} {r['ndf']:>4} {r['n_blocks']:>6} {r['n_layers']:>8} "
-                  f"{r['G_params']:>9,} {r['amp']:>8} {r['s_per_step']:>8.3f} {r['images_per_s']:>9.1f}", flush=True)
+            for layout in layouts:
+                r = time_steps(size, args.batch, args.ngf, steps, device, args.ndf, args.n_layers, args.norm,
+                               args.upsampling, layout)
+                print(f"{r['device']:6} {r['size']:>4} {r['batch']:>5} {r['ngf']:>4} {r['ndf']:>4} {r['n_blocks']:>6} "
+                      f"{r['n_layers']:>8} {r['G_params']:>9,} {r['amp']:>8} {r['layout']:>13} {r['s_per_step']:>8.3f} "
+                      f"{r['images_per_s']:>9.1f}", flush=True)
     if torch.cuda.is_available():
         print(f"CUDA device: {torch.cuda.get_device_name(0)}")
 
