@@ -157,6 +157,66 @@ def test_translate_with_angle_appends_the_map_only_when_needed():
         geo.translate_with_angle(model.G_AB, x)
 
 
+@pytest.mark.parametrize("inject", ["blocks", "all"])
+def test_deep_angle_injection_builds_four_channel_generators_and_records_it(inject):
+    model = geo.GeometryCycleGAN(16, 4, 4, 2, angle_channel=True, conditional_d=True, angle_injection=inject)
+    assert model.config["angle_injection"] == inject
+    for G in (model.G_AB, model.G_BA):
+        assert isinstance(G, geo.AngleResnetGenerator)
+        assert next(m for m in G.modules() if isinstance(m, nn.Conv2d)).in_channels == 4
+        assert G(geo.with_channel(_images(3, 16), geo.angle_map(torch.zeros(3), 16))).shape == (3, 3, 16, 16)
+        with pytest.raises(ValueError, match="4 channels"):
+            G(_images(3, 16))
+    # same widths as the input-only model: only the few map-reading input channels are extra
+    base = geo.GeometryCycleGAN(16, 4, 4, 2, angle_channel=True)
+    extra = sum(p.numel() for p in model.G_AB.parameters()) - sum(p.numel() for p in base.G_AB.parameters())
+    assert 0 < extra <= 2 * 9 * 16 + (2 * 9 * 8 if inject == "all" else 0)
+    assert geo.GeometryCycleGAN(16, 4, 4, 1, angle_channel=True).config["angle_injection"] == "input"
+    with pytest.raises(ValueError, match="angle_channel"):
+        geo.GeometryCycleGAN(16, 4, 4, 1, angle_injection=inject)
+    with pytest.raises(ValueError):
+        geo.GeometryCycleGAN(16, 4, 4, 1, angle_channel=True, angle_injection="bottleneck")
+    # every path of the objective and translate_with_angle work unchanged
+    batch, _ = _toy_batch(2, 16)
+    g = geo.geometry_generator_objective(model, batch, geo.GeometryWeights())
+    assert g.fake_B.shape == (2, 3, 16, 16) and torch.isfinite(g.total)
+    y = geo.translate_with_angle(model.G_AB, batch.a, batch.roll_a)
+    assert y.shape == batch.a.shape
+
+
+@pytest.mark.parametrize("inject", ["input", "blocks", "all"])
+def test_the_map_reaches_the_deep_layers_even_when_the_stem_ignores_it(inject):
+    """Cut the stem's map channel (its weights set to 0): only a model that reads the map deeper still
+    changes its output when the map changes."""
+    model = geo.GeometryCycleGAN(16, 4, 4, 2, angle_channel=True, angle_injection=inject)
+    G = model.G_AB.eval()
+    stem = next(m for m in G.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        stem.weight[:, 3] = 0
+        x = _images(2, 16)
+        y1 = G(geo.with_channel(x, geo.angle_map(torch.tensor([-25.0, 25.0]), 16)))
+        y2 = G(geo.with_channel(x, geo.angle_map(torch.tensor([25.0, -25.0]), 16)))
+    if inject == "input":
+        assert torch.allclose(y1, y2, atol=1e-6)
+    else:
+        assert float((y1 - y2).abs().max()) > 1e-4
+
+
+@pytest.mark.parametrize("inject", ["blocks", "all"])
+def test_gradient_reaches_the_deep_map_weights(inject):
+    model = geo.GeometryCycleGAN(16, 4, 4, 2, angle_channel=True, angle_injection=inject)
+    batch, _ = _toy_batch(2, 16)
+    g = geo.geometry_generator_objective(model, batch, geo.GeometryWeights())
+    g.total.backward()
+    for block in model.G_AB.blocks:
+        w = block.conv1[1].weight.grad
+        assert w is not None and float(w[:, -1].abs().sum()) > 0  # the slice that reads the map
+    first_up = next(m for m in model.G_AB.up[0].modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+    n_in = first_up.weight.shape[0 if isinstance(first_up, nn.ConvTranspose2d) else 1]
+    assert n_in == 16 + (1 if inject == "all" else 0)
+    assert all(p.grad is not None for p in model.G_AB.parameters())
+
+
 # ----------------------------------------------------------------------------------------------- landmarks and patches
 
 
@@ -273,7 +333,8 @@ def test_landmark_gradient_reaches_the_generator():
     assert all(p.grad is None for p in model.G_BA.parameters())
 
 
-@pytest.mark.parametrize("switches", [{}, {"angle_channel": True, "conditional_d": True}])
+@pytest.mark.parametrize("switches", [{}, {"angle_channel": True, "conditional_d": True},
+                                      {"angle_channel": True, "conditional_d": True, "angle_injection": "all"}])
 def test_a_few_steps_reduce_the_cycle_loss(switches):
     torch.manual_seed(1)
     model = geo.GeometryCycleGAN(16, 8, 8, 1, **switches)

@@ -10,6 +10,9 @@ images in [-1, 1]). Read top to bottom:
   Not a constant plane: the generator's first InstanceNorm subtracts the mean of every channel, which
   erases a constant input completely (:func:`instancenorm_response` measures it).
 * :func:`with_channel`: image (N, 3, S, S) + map (N, 1, S, S) -> (N, 4, S, S).
+* :class:`AngleResnetGenerator`: the ResNet generator that reads the angle map again deeper down
+  (``angle_injection``): concatenated, resized, to the input of every residual block ("blocks") and also of
+  both decoder stages ("all"), so the conditioning is not diluted after the stem.
 * :class:`GeometryCycleGAN`: the CycleGAN networks with ``angle_channel`` (both generators read 4
   channels: the fix of the channel mismatch), optionally conditional global discriminators
   (image + angle map) and local discriminators on eye / nose / mouth patches (Wu et al. 2019).
@@ -35,8 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
-from anime_lib.models.cyclegan import PatchDiscriminator, ResnetGenerator, default_n_blocks, default_n_layers
-from anime_lib.training import ImagePool, eval_mode
+from anime_lib.models.cyclegan import (PatchDiscriminator, ResnetGenerator, _activation, _norm, _upsample_layer,
+                                       default_n_blocks, default_n_layers)
+from anime_lib.training import ImagePool, eval_mode, init_weights
 
 __all__ = [
     "PARTS",
@@ -45,6 +49,9 @@ __all__ = [
     "roll_from_angle_map",
     "with_channel",
     "instancenorm_response",
+    "ANGLE_INJECTIONS",
+    "AngleResnetBlock",
+    "AngleResnetGenerator",
     "normalise_landmarks",
     "part_centres",
     "crop_patches",
@@ -240,6 +247,66 @@ class ShapeTransfer:
 
 # ----------------------------------------------------------------------------------------------- the model
 
+ANGLE_INJECTIONS = ("input", "blocks", "all")
+
+
+class AngleResnetBlock(nn.Module):
+    """(N, C, H, W) features and (N, 1, H, W) angle map -> ``x + F([x, m])``: the residual block of
+    :class:`~anime_lib.models.cyclegan.ResnetBlock` whose first 3x3 conv also reads the map."""
+
+    def __init__(self, channels: int, map_channels: int = 1):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels + map_channels, channels, 3))
+        self.rest = nn.Sequential(_norm("instance", channels), _activation("relu"), nn.ReflectionPad2d(1),
+                                  nn.Conv2d(channels, channels, 3), _norm("instance", channels))
+
+    def forward(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        return x + self.rest(self.conv1(torch.cat([x, maps], 1)))
+
+
+class AngleResnetGenerator(nn.Module):
+    """[image, angle map] (N, 4, S, S) -> image (N, 3, S, S): the lesson-04 ResNet generator (same stem,
+    encoder, widths and tanh output) that reads the map *again* where the face is drawn.
+
+    With a map only at the input, the stem's conv + InstanceNorm mixes it into 16 image features, and two
+    stride-2 convs later little of the tilt is left for the residual blocks that shape the face.
+    ``inject="blocks"``: the map, average-pooled to S/4, is concatenated to the input of every residual
+    block (one extra input channel per block); ``inject="all"``: also to the input of both decoder stages
+    (at S/4 and S/2), so the layers that place the eyes and the mouth see the ramp at their own resolution.
+    The first conv (the stem) reads 4 channels, as in the plain angle model.
+    """
+
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, inject: str = "all", upsampling: str = "transpose"):
+        super().__init__()
+        if inject not in ("blocks", "all"):
+            raise ValueError(f"inject must be 'blocks' or 'all', got {inject!r}")
+        self.inject = inject
+        base = ResnetGenerator(ngf, n_blocks, in_channels=4, upsampling=upsampling)
+        self.stem, self.down, self.to_rgb = base.stem, base.down, base.to_rgb
+        self.blocks = nn.ModuleList([AngleResnetBlock(4 * ngf) for _ in range(n_blocks)])
+        extra = 1 if inject == "all" else 0
+        self.up = nn.ModuleList([
+            nn.Sequential(_upsample_layer(4 * ngf + extra, 2 * ngf, upsampling), _norm("instance", 2 * ngf), _activation("relu")),
+            nn.Sequential(_upsample_layer(2 * ngf + extra, ngf, upsampling), _norm("instance", ngf), _activation("relu")),
+        ])
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != 4:
+            raise ValueError(f"this generator reads [image, angle map]: 4 channels, got {x.shape[1]}")
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ValueError(f"image sides must be multiples of 4, got {tuple(x.shape[-2:])}")
+        maps = x[:, 3:]
+        h = self.down(self.stem(x))
+        m = F.adaptive_avg_pool2d(maps, h.shape[-2:])
+        for block in self.blocks:
+            h = block(h, m)
+        for up in self.up:
+            if self.inject == "all":
+                h = torch.cat([h, F.adaptive_avg_pool2d(maps, h.shape[-2:])], 1)
+            h = up(h)
+        return self.to_rgb(h)
+
 
 class GeometryCycleGAN(nn.Module):
     """CycleGAN (A = human, B = anime) with optional geometry.
@@ -249,23 +316,35 @@ class GeometryCycleGAN(nn.Module):
     ``conditional_d``: the global discriminators also read the angle map (4 channels), so a fake whose
     tilt disagrees with its map can be caught. ``local_d``: one small PatchGAN per face part and domain
     (``D_local_A`` / ``D_local_B``, keys :data:`PARTS`) judging ``patch`` px crops.
+    ``angle_injection`` (with ``angle_channel``): where the generators read the map: "input" (the 4th input
+    channel only, a plain :class:`ResnetGenerator`), "blocks" or "all" (also deeper, see
+    :class:`AngleResnetGenerator`). Recorded in ``config``.
     """
 
     def __init__(self, img_size: int = 32, ngf: int = 16, ndf: int = 16, n_blocks: int | None = None,
                  n_layers: int | None = None, angle_channel: bool = False, conditional_d: bool = False,
-                 local_d: bool = False, patch: int | None = None):
+                 local_d: bool = False, patch: int | None = None, angle_injection: str = "input"):
         super().__init__()
         if conditional_d and not angle_channel:
             raise ValueError("conditional_d needs angle_channel=True (the discriminators read the angle map)")
+        if angle_injection not in ANGLE_INJECTIONS:
+            raise ValueError(f"angle_injection must be one of {ANGLE_INJECTIONS}, got {angle_injection!r}")
+        if angle_injection != "input" and not angle_channel:
+            raise ValueError("angle_injection needs angle_channel=True (the generators read the angle map)")
         n_blocks = default_n_blocks(img_size) if n_blocks is None else n_blocks
         n_layers = default_n_layers(img_size) if n_layers is None else n_layers
         patch = img_size // 2 if patch is None else patch
         self.config = dict(img_size=img_size, ngf=ngf, ndf=ndf, n_blocks=n_blocks, n_layers=n_layers,
-                           angle_channel=angle_channel, conditional_d=conditional_d, local_d=local_d, patch=patch)
+                           angle_channel=angle_channel, conditional_d=conditional_d, local_d=local_d, patch=patch,
+                           angle_injection=angle_injection)
         g_in = 4 if angle_channel else 3
         d_in = 4 if conditional_d else 3
-        self.G_AB = ResnetGenerator(ngf, n_blocks, in_channels=g_in)
-        self.G_BA = ResnetGenerator(ngf, n_blocks, in_channels=g_in)
+        if angle_injection == "input":
+            self.G_AB = ResnetGenerator(ngf, n_blocks, in_channels=g_in)
+            self.G_BA = ResnetGenerator(ngf, n_blocks, in_channels=g_in)
+        else:
+            self.G_AB = AngleResnetGenerator(ngf, n_blocks, inject=angle_injection)
+            self.G_BA = AngleResnetGenerator(ngf, n_blocks, inject=angle_injection)
         self.D_A = PatchDiscriminator(ndf, n_layers, in_channels=d_in)
         self.D_B = PatchDiscriminator(ndf, n_layers, in_channels=d_in)
         if local_d:
