@@ -12,8 +12,10 @@ available, on CUDA (with the mixed precision ``pick_amp`` chooses). One "image" 
 pair, so images/s = batch / seconds per step. The defaults take about a minute on a 2-core CPU.
 
 ``--layout`` times the networks with contiguous (NCHW) weights, with ``channels_last`` (NHWC) weights,
-or both (the default). Lesson 04 trains with channels_last: the same arithmetic, in a memory order
-the CPU and GPU convolution kernels handle faster.
+or both (the default). Lesson 04 trains with channels_last: the same arithmetic in another memory order.
+Measured on 2 idle CPU cores (batch 8, the lesson's cpu networks: ngf 16, ndf 64, 2 D layers, layer norm,
+resize decoder) it cut the step time by 15-20 % at 32, 64 and 128 px; at the paper's widths (ngf 64,
+batch 4) the two layouts tied at 64 px and channels_last was 7 % slower at 128 px.
 """
 from __future__ import annotations
 
