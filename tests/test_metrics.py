@@ -136,3 +136,21 @@ def test_translation_toy_fid_does_not_punish_keeping_attributes(probe, human32):
     assert abs(matched) < 0.15, matched
     assert unmatched > matched + 0.1, (matched, unmatched)
     assert metrics.evaluate_translation(truth, human32, "anime", probe=probe)["toy_fid"] == pytest.approx(matched)
+
+
+def test_feature_spread_reads_content_not_speckle(probe):
+    real = tf.toyfaces("anime", n=200, size=32, split="test", seed=3, cache=False).unit()
+    other = tf.toyfaces("anime", n=200, size=32, split="extra", seed=3, cache=False).unit()
+    one = real[:1].expand(200, -1, -1, -1)
+    g = torch.Generator().manual_seed(0)
+    speckled = (one + 0.05 * torch.randn(one.shape, generator=g)).clamp(0, 1)
+    s_real, s_other = metrics.feature_spread(real, probe), metrics.feature_spread(other, probe)
+    assert s_real > 0 and abs(s_real - s_other) < 0.15 * s_real  # two real sets agree
+    assert metrics.feature_spread(one, probe) == pytest.approx(0.0, abs=1e-5)  # never paired with itself: 0 only if all equal
+    # one face with pixel noise: far apart in pixels, close together in content
+    pixel = lambda x: float((x - x.roll(1, 0)).abs().mean())  # noqa: E731
+    assert pixel(speckled) > 0.15 * pixel(real)
+    assert metrics.feature_spread(speckled, probe) < 0.5 * s_real
+    assert metrics.feature_spread(metrics.analyse(real, probe), probe) == pytest.approx(s_real)  # a reading is reused
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.feature_spread(real[:1], probe)
