@@ -7,6 +7,9 @@ patch) and are averaged over every element.
   non-saturating form, maximising log D(G(z)).
 - "lsgan" (Mao et al., used by CycleGAN): D minimises (D(x) - 1)^2 + D(G(z))^2; G minimises (D(G(z)) - 1)^2.
 - "hinge" (SAGAN, StyleGAN-era practice): D minimises relu(1 - D(x)) + relu(1 + D(G(z))); G minimises -D(G(z)).
+
+:func:`r1_penalty` (Mescheder et al. 2018) is a regulariser for D, not a loss of its own: the squared gradient
+of D's output with respect to *real* images, which keeps D from growing steep cliffs around the data.
 """
 from __future__ import annotations
 
@@ -49,6 +52,17 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "lsgan") -> torch.Tens
     if kind == "hinge":
         return -fake_logits.mean()
     return gan_loss(fake_logits, True, kind)
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1: the mean over images of ||d sum(D(x)) / dx||^2, for ``real`` that had ``requires_grad`` set before
+    ``real_logits = D(real)``. Differentiable (D's step adds ``gamma / 2 * r1_penalty``); 0 for a flat D.
+    """
+    if not real.requires_grad:
+        raise ValueError("r1_penalty needs the real batch to require gradients before D sees it: "
+                         "real = real.detach().requires_grad_(True); real_logits = D(real)")
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
 
 
 def reconstruction_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -63,3 +63,18 @@ def test_generator_bce_is_non_saturating():
     fake = torch.full((2, 1), -10.0, requires_grad=True)  # D is sure these are fake
     losses.generator_loss(fake, "bce").backward()
     assert fake.grad.abs().mean() > 0.1  # strong gradient where the saturating form would vanish
+
+
+def test_r1_penalty_known_value_and_gradient():
+    """For a linear D(x) = <w, x> the gradient is w for every image, so R1 = ||w||^2 and d R1 / d w = 2 w."""
+    w = torch.randn(3, 4, 4, requires_grad=True)
+    real = torch.randn(5, 3, 4, 4).requires_grad_(True)
+    r1 = losses.r1_penalty((real * w).flatten(1).sum(1), real)
+    assert torch.isclose(r1, w.pow(2).sum())
+    r1.backward()
+    assert torch.allclose(w.grad, 2 * w.detach())
+    # a D that ignores its input is flat: no penalty
+    flat = losses.r1_penalty(real.sum(1).mean((1, 2)) * 0 + 3.0, real)
+    assert float(flat) == 0.0
+    with pytest.raises(ValueError, match="require gradients"):
+        losses.r1_penalty(torch.zeros(2), torch.zeros(2, 3, 4, 4))

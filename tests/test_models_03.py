@@ -163,6 +163,26 @@ def test_generator_step_follows_the_non_saturating_gradient():
     assert after > before
 
 
+def test_r1_gamma_flattens_d_around_the_reals():
+    """The same steps with R1 (gamma 10) must leave D with a smaller gradient at the real images than without."""
+    real = torch.rand(16, 3, 16, 16) * 2 - 1
+    slopes = {}
+    for gamma in (0.0, 10.0):
+        torch.manual_seed(0)
+        G, D = Generator(z_dim=8, img_size=16, width=4), Discriminator(img_size=16, width=8)
+        opt_G, opt_D = _adam(G, 1e-3), _adam(D, 2e-3)
+        for _ in range(15):
+            out = adversarial_step(G, D, opt_G, opt_D, torch.randn(16, 8), real, r1_gamma=gamma)
+        assert ("r1" in out) == (gamma > 0)
+        x = real.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(x).sum(), x)
+        slopes[gamma] = float(grad.pow(2).flatten(1).sum(1).mean())
+    assert out["r1"] >= 0
+    assert slopes[10.0] < 0.5 * slopes[0.0]
+    with pytest.raises(ValueError, match="r1_gamma"):
+        adversarial_step(G, D, opt_G, opt_D, torch.randn(16, 8), real, r1_gamma=-1)
+
+
 def test_conditional_dcgan_trains_on_image_inputs():
     G, D = ConditionalDCGAN(img_size=16, width=8, code_dim=8), Discriminator(img_size=16, width=8)
     opt_G, opt_D = _adam(G, 1e-3), _adam(D, 1e-3)

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from anime_lib.losses import discriminator_accuracy, discriminator_loss, generator_loss
+from anime_lib.losses import discriminator_accuracy, discriminator_loss, generator_loss, r1_penalty
 from anime_lib.training import init_weights
 
 __all__ = [
@@ -166,19 +166,30 @@ class ConditionalDCGAN(nn.Module):
 
 
 def adversarial_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer,
-                     g_input: torch.Tensor, real: torch.Tensor, kind: str = "bce") -> dict[str, float]:
+                     g_input: torch.Tensor, real: torch.Tensor, kind: str = "bce",
+                     r1_gamma: float = 0.0) -> dict[str, float]:
     """One DCGAN update: first D on a real and a fake batch, then G against the updated D.
 
     ``g_input``: noise z (Generator) or source images (ConditionalDCGAN); ``real``: target images in [-1, 1].
     D minimises  -[log D(x) + log(1 - D(G(z)))];  G minimises  -log D(G(z))  (the non-saturating loss).
+    ``r1_gamma`` > 0 adds ``r1_gamma / 2 * R1`` to D's loss (:func:`anime_lib.losses.r1_penalty`, not part of
+    the DCGAN paper) and reports R1 as ``r1``.
     Returns the losses and D's view of the batch: ``d_acc`` (fraction of reals and fakes D classifies
     right), ``D_x`` (mean probability D gives reals) and ``D_G_z`` (mean probability it gives fakes,
     before its update).
     """
+    if r1_gamma < 0:
+        raise ValueError(f"r1_gamma must be >= 0, got {r1_gamma}")
     fake = G(g_input)
+    if r1_gamma:
+        real = real.detach().requires_grad_(True)
     real_logits = D(real)
     fake_logits = D(fake.detach())
     loss_D = discriminator_loss(real_logits, fake_logits, kind)
+    r1 = None
+    if r1_gamma:
+        r1 = r1_penalty(real_logits, real)
+        loss_D = loss_D + 0.5 * r1_gamma * r1
     opt_D.zero_grad(set_to_none=True)
     loss_D.backward()
     opt_D.step()
@@ -196,4 +207,5 @@ def adversarial_step(G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer, o
             "d_acc": discriminator_accuracy(real_logits, fake_logits, kind),
             "D_x": float(torch.sigmoid(real_logits).mean()),
             "D_G_z": float(torch.sigmoid(fake_logits).mean()),
+            **({} if r1 is None else {"r1": float(r1)}),
         }
