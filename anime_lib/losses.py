@@ -57,6 +57,8 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "lsgan") -> torch.Tens
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1: the mean over images of ||d sum(D(x)) / dx||^2, for ``real`` that had ``requires_grad`` set before
     ``real_logits = D(real)``. Differentiable (D's step adds ``gamma / 2 * r1_penalty``); 0 for a flat D.
+    With BatchNorm in D (train mode) the images of a batch share statistics, so each image's gradient also
+    carries a small part from the others' logits; without it, it is exactly that image's own gradient.
     """
     if not real.requires_grad:
         raise ValueError("r1_penalty needs the real batch to require gradients before D sees it: "
