@@ -24,6 +24,7 @@ import math
 import os
 import random
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -169,6 +170,35 @@ class Checkpointer:
             except CheckpointError as exc:
                 warnings.warn(f"skipping unreadable checkpoint {path.name}: {exc}", RuntimeWarning, stacklevel=2)
         return None
+
+    def prepare(self, config: Mapping[str, Any], resume: bool = True, name: str | None = None) -> bool:
+        """Make the folder ready for a run with the settings ``config``; True if a checkpoint is left to resume.
+
+        The checkpoints are deleted (the run starts over) when ``resume`` is False, or when the newest one
+        was saved with other settings: its ``"config"`` entry differs from ``config``, or it has none. Without
+        this check a changed seed, step count or loss weight would silently continue the old run, or, if
+        that one had finished, report its numbers as the new run's. Save ``config=config`` in every
+        checkpoint's state (``state_fn``) for the check to work. Prints which settings changed.
+        """
+        config = dict(config)
+        latest = self.load_latest()
+        if latest is None:
+            return False
+        if resume and latest.get("config") == config:
+            return True
+        label = name or self.folder.name
+        if not resume:
+            print(f"{label}: RESUME is off; deleting the checkpoints in {self.folder} and starting over")
+        else:
+            old = latest.get("config")
+            if not isinstance(old, Mapping):
+                why = "no record of its settings (an older checkpoint)"
+            else:
+                keys = [k for k in (*old, *(k for k in config if k not in old)) if old.get(k) != config.get(k)]
+                why = ", ".join(f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in keys)
+            print(f"{label}: the checkpoint in {self.folder} was made with other settings ({why}); starting over")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return False
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:

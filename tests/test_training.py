@@ -46,6 +46,32 @@ def test_save_writes_numbered_files_and_prunes_old_ones(tmp_path):
     assert state["step"] == 40 and torch.equal(state["w"], torch.full((2,), 40.0))
 
 
+def test_prepare_keeps_only_checkpoints_of_the_same_settings(tmp_path, capsys):
+    ck = Checkpointer(tmp_path / "run")
+    config = {"seed": 0, "n_steps": 100, "lr": 2e-4}
+    assert ck.prepare(config) is False  # nothing there yet
+    ck.save(50, {"step": 50, "config": dict(config)})
+    assert ck.prepare(dict(config)) is True and ck.latest() is not None  # same settings: resume
+    assert capsys.readouterr().out == ""
+
+    assert ck.prepare({**config, "seed": 1}, name="dcgan") is False  # another seed: start over
+    assert ck.latest() is None
+    out = capsys.readouterr().out
+    assert "dcgan" in out and "seed 0 -> 1" in out and "starting over" in out
+
+    ck.save(50, {"step": 50, "config": dict(config)})
+    assert ck.prepare({"seed": 0, "n_steps": 100, "lr": 2e-4, "r1": 1.0}) is False  # a new setting counts too
+    assert "r1 None -> 1.0" in capsys.readouterr().out
+
+    ck.save(50, {"step": 50})  # a checkpoint from before configs were saved
+    assert ck.prepare(config) is False and ck.latest() is None
+    assert "no record of its settings" in capsys.readouterr().out
+
+    ck.save(50, {"step": 50, "config": dict(config)})
+    assert ck.prepare(config, resume=False) is False and ck.latest() is None  # RESUME = False
+    assert "RESUME is off" in capsys.readouterr().out
+
+
 def test_save_that_dies_midway_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     ck = Checkpointer(tmp_path, keep=3)
     ck.save(1, {"step": 1})
