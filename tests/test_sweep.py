@@ -171,3 +171,13 @@ def test_point_values_average_selected_rows():
     values = sweep.point_values(points, "toy_fid")
     assert values[0] == 2.0
     assert all(v != v for v in values[1:])  # NaN: nothing to show
+
+
+COMMITTED_SWEEPS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", COMMITTED_SWEEPS, ids=[p.stem for p in COMMITTED_SWEEPS])
+def test_committed_sweep_files_are_valid_for_their_lessons(path: Path):
+    """Every sweep in sweeps/ names an existing lesson and only parameters of its parameters cell."""
+    spec = load_sweep(path)  # raises SweepError on an unknown notebook or parameter name
+    assert spec.notebook.is_file() and len(spec.points()) >= 2
