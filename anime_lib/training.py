@@ -24,7 +24,6 @@ import math
 import os
 import random
 import re
-import shutil
 import tempfile
 import time
 import warnings
@@ -174,30 +173,35 @@ class Checkpointer:
     def prepare(self, config: Mapping[str, Any], resume: bool = True, name: str | None = None) -> bool:
         """Make the folder ready for a run with the settings ``config``; True if a checkpoint is left to resume.
 
-        The checkpoints are deleted (the run starts over) when ``resume`` is False, or when the newest one
-        was saved with other settings: its ``"config"`` entry differs from ``config``, or it has none. Without
-        this check a changed seed, step count or loss weight would silently continue the old run, or, if
-        that one had finished, report its numbers as the new run's. Save ``config=config`` in every
-        checkpoint's state (``state_fn``) for the check to work. Prints which settings changed.
+        The checkpoint files are deleted (the run starts over) when ``resume`` is False, when none of them
+        is readable, or when the newest readable one was saved with other settings: its ``"config"`` entry
+        differs from ``config``, or it has none. Without this check a changed seed, step count or loss
+        weight would silently continue the old run, or, if that one had finished, report its numbers as the
+        new run's. Save ``config=config`` in every checkpoint's state (``state_fn``) for the check to work.
+        Prints why it starts over (which settings changed). Other files in the folder are left alone.
         """
         config = dict(config)
         latest = self.load_latest()
-        if latest is None:
-            return False
-        if resume and latest.get("config") == config:
+        if resume and latest is not None and latest.get("config") == config:
             return True
+        if not self.paths():
+            return False
         label = name or self.folder.name
         if not resume:
-            print(f"{label}: RESUME is off; deleting the checkpoints in {self.folder} and starting over")
+            why = "RESUME is off"
+        elif latest is None:
+            why = "no checkpoint there is readable"
+        elif not isinstance(latest.get("config"), Mapping):
+            why = "the checkpoint has no record of its settings (an older checkpoint)"
         else:
-            old = latest.get("config")
-            if not isinstance(old, Mapping):
-                why = "no record of its settings (an older checkpoint)"
-            else:
-                keys = [k for k in (*old, *(k for k in config if k not in old)) if old.get(k) != config.get(k)]
-                why = ", ".join(f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in keys)
-            print(f"{label}: the checkpoint in {self.folder} was made with other settings ({why}); starting over")
-        shutil.rmtree(self.folder, ignore_errors=True)
+            old = latest["config"]
+            keys = [k for k in (*old, *(k for k in config if k not in old)) if old.get(k) != config.get(k)]
+            changed = ", ".join(f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in keys)
+            why = f"the checkpoint was made with other settings ({changed})"
+        print(f"{label}: {why}; deleting the checkpoints in {self.folder} and starting over")
+        for path in self.paths():
+            with contextlib.suppress(OSError):
+                path.unlink()
         return False
 
 

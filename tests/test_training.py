@@ -57,7 +57,7 @@ def test_prepare_keeps_only_checkpoints_of_the_same_settings(tmp_path, capsys):
     assert ck.prepare({**config, "seed": 1}, name="dcgan") is False  # another seed: start over
     assert ck.latest() is None
     out = capsys.readouterr().out
-    assert "dcgan" in out and "seed 0 -> 1" in out and "starting over" in out
+    assert "dcgan" in out and "other settings (seed 0 -> 1)" in out and "starting over" in out
 
     ck.save(50, {"step": 50, "config": dict(config)})
     assert ck.prepare({"seed": 0, "n_steps": 100, "lr": 2e-4, "r1": 1.0}) is False  # a new setting counts too
@@ -70,6 +70,13 @@ def test_prepare_keeps_only_checkpoints_of_the_same_settings(tmp_path, capsys):
     ck.save(50, {"step": 50, "config": dict(config)})
     assert ck.prepare(config, resume=False) is False and ck.latest() is None  # RESUME = False
     assert "RESUME is off" in capsys.readouterr().out
+
+    ck.path_for(50).write_bytes(b"not a checkpoint")  # only an unreadable file: start over
+    (ck.folder / "notes.txt").write_text("mine")
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        assert ck.prepare(config) is False
+    assert ck.latest() is None and "no checkpoint there is readable" in capsys.readouterr().out
+    assert (ck.folder / "notes.txt").read_text() == "mine"  # only checkpoint files are deleted
 
 
 def test_save_that_dies_midway_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
