@@ -195,7 +195,7 @@ class Checkpointer:
             why = "the checkpoint has no record of its settings (an older checkpoint)"
         else:
             old = latest["config"]
-            keys = [k for k in (*old, *(k for k in config if k not in old)) if old.get(k) != config.get(k)]
+            keys = [k for k in {**old, **config} if old.get(k) != config.get(k)]  # old order, then new keys
             changed = ", ".join(f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in keys)
             why = f"the checkpoint was made with other settings ({changed})"
         print(f"{label}: {why}; deleting the checkpoints in {self.folder} and starting over")
