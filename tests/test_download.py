@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from anime_lib.data.download import DownloadError, fetch_drive, fetch_url, safe_extract
-from anime_lib.data.preprocess import ImageError
+from anime_lib.data.images import ImageError
 from anime_lib.data.registry import (
     REGISTRY,
     UnpairedImageFolder,

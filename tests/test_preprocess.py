@@ -1,4 +1,4 @@
-"""Tests for anime_lib.data.preprocess: loading odd images, face alignment, tensors, edge smoothing.
+"""Tests for anime_lib.data.images, .faces and .stylise: loading odd images, face alignment, tensors, edge smoothing.
 
 Fixtures are built offline from scikit-image's bundled photos (astronaut, camera).
 """
@@ -15,23 +15,17 @@ from PIL import Image
 
 skimage_data = pytest.importorskip("skimage.data")
 
-from anime_lib.data.preprocess import (  # noqa: E402
+from anime_lib.data.faces import (  # noqa: E402
     FaceBox,
-    ImageError,
     NoEyesWarning,
     NoFaceError,
     align_face,
     detect_anime_face,
     detect_face,
-    edge_smooth,
-    edge_smooth_tensor,
     load_face,
-    load_image,
-    to_image,
-    to_signed,
-    to_tensor,
-    to_unit,
 )
+from anime_lib.data.images import ImageError, load_image, to_image, to_signed, to_tensor, to_unit  # noqa: E402
+from anime_lib.data.stylise import edge_smooth, edge_smooth_tensor  # noqa: E402
 
 ROTATION = 20  # degrees, PIL's counter-clockwise convention
 
@@ -115,7 +109,7 @@ def test_flat_grey_image_has_no_face(tmp_path):
 
 
 def test_missing_eyes_warns_and_falls_back_to_roll_zero(astronaut, monkeypatch):
-    import anime_lib.data.preprocess as pre
+    import anime_lib.data.faces as pre
 
     monkeypatch.setattr(pre, "_find_eyes", lambda *args, **kwargs: None)
     with pytest.warns(NoEyesWarning):
@@ -133,7 +127,7 @@ def test_load_face_tensor(tmp_path, astronaut):
 
 def test_animeface_on_a_photo_does_not_crash(astronaut, tmp_path):
     pytest.importorskip("animeface")
-    from anime_lib.data.preprocess import load_anime_face
+    from anime_lib.data.faces import load_anime_face
 
     face = detect_anime_face(astronaut)
     if face is None:

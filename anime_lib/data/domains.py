@@ -96,10 +96,10 @@ def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000,
 def read_folder(folder, domain: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
     """Every image of ``folder`` (at most ``limit``, a seeded random choice) as a uint8 ImageSet.
 
-    Files go through :func:`anime_lib.data.preprocess.load_image` (EXIF rotation, transparency, CMYK,
+    Files go through :func:`anime_lib.data.images.load_image` (EXIF rotation, transparency, CMYK,
     16-bit) and a centre crop; unreadable files are skipped and counted, never a crash halfway through.
     """
-    from anime_lib.data.preprocess import ImageError, load_image, resize_and_crop
+    from anime_lib.data.images import ImageError, load_image, resize_and_crop
     from anime_lib.data.registry import list_images
 
     files = list_images(folder)

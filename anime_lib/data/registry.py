@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from anime_lib.config import data_root
-from anime_lib.data.preprocess import to_tensor
+from anime_lib.data.images import to_tensor
 from anime_lib.data.download import JUNK_NAMES, DownloadError, fetch_drive, fetch_url, safe_extract
 
 __all__ = [
@@ -496,8 +496,8 @@ class UnpairedImageFolder(Dataset):
     tensor of shape (3, size, size) in [-1, 1]. ``len(dataset)`` is the larger of the two
     domains. Files are sorted by path; hidden folders (``.ipynb_checkpoints``) and non-image
     files are ignored. Shuffle with the DataLoader to get random unpaired couples. Images load
-    through :func:`anime_lib.data.preprocess.to_tensor`, so a corrupt or too-small file (under
-    16 px) raises :class:`~anime_lib.data.preprocess.ImageError` naming it.
+    through :func:`anime_lib.data.images.to_tensor`, so a corrupt or too-small file (under
+    16 px) raises :class:`~anime_lib.data.images.ImageError` naming it.
     """
 
     def __init__(self, folder_a: PathLike, folder_b: PathLike, size: int = 256) -> None:
@@ -525,7 +525,7 @@ class UnpairedImageFolder(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(index)
         index %= len(self)
-        # One loader for the whole course (preprocess.to_tensor): EXIF orientation, transparency on
+        # One loader for the whole course (images.to_tensor): EXIF orientation, transparency on
         # white, and an ImageError naming the file for a corrupt, truncated or too-small image.
         a = to_tensor(self.files_a[index % len(self.files_a)], self.size)
         b = to_tensor(self.files_b[index % len(self.files_b)], self.size)

@@ -556,15 +556,15 @@ def translate_with_angle(G: nn.Module, images: torch.Tensor, roll: torch.Tensor 
 def rolls_from_detector(images_uint8: torch.Tensor, domain: str, work_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Roll angles (degrees) of real face crops (N, 3, H, W) uint8 and a mask of where eyes were found.
 
-    Photos ("human"): OpenCV Haar face + eye cascades (:func:`anime_lib.data.preprocess.detect_face`);
+    Photos ("human"): OpenCV Haar face + eye cascades (:func:`anime_lib.data.faces.detect_face`);
     anime ("anime"): the optional ``animeface`` detector. Crops are enlarged to ``work_size`` px first
     (the cascades need faces of at least 24 px). Where no eyes are found the roll is 0 and the mask False.
     """
     from PIL import Image
 
-    from anime_lib.data import preprocess as pp
+    from anime_lib.data import faces
 
-    detect = pp.detect_face if domain == "human" else pp.detect_anime_face
+    detect = faces.detect_face if domain == "human" else faces.detect_anime_face
     rolls = np.zeros(len(images_uint8), dtype=np.float32)
     found = np.zeros(len(images_uint8), dtype=bool)
     with warnings.catch_warnings():
