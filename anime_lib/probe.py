@@ -192,16 +192,18 @@ def save_probe(model: Probe, path: str | Path) -> Path:
 def load_probe(path: str | Path | None = None) -> Probe:
     """Load the committed probe weights (weights_only=True); a clear error if they are missing or
     corrupt, a warning if they were trained on another version of the ToyFaces renderer."""
+    from anime_lib.pretrained import WeightsError, load_weights_file
+
     p = Path(path) if path else WEIGHTS
     if not p.exists():
         raise FileNotFoundError(f"probe weights not found at {p}; train them with `python -m anime_lib.probe`")
+    blob = load_weights_file(p, what="probe weights")
     model = Probe()
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-        state = blob.get("state_dict", blob)
-        model.load_state_dict(state)
+        model.load_state_dict(blob.get("state_dict", blob) if isinstance(blob, dict) else blob)
     except Exception as exc:
-        raise RuntimeError(f"probe weights at {p} are corrupt or from another version ({exc}); retrain with `python -m anime_lib.probe`") from exc
+        raise WeightsError(f"probe weights at {p} are from another version of the probe ({type(exc).__name__}); "
+                           f"retrain with `python -m anime_lib.probe`") from None
     version = blob.get("render_version")
     if version != tf.RENDER_VERSION:
         warnings.warn(f"the probe at {p} was trained on ToyFaces render version {version}, but the renderer is version "

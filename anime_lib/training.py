@@ -51,10 +51,10 @@ __all__ = [
     "AmpSettings",
     "pick_amp",
     "autocast_context",
-    "count_parameters",
-    "ImagePool",
     "linear_decay_lambda",
-    "init_weights",
+    "batch_indices",
+    "Run",
+    "RunResult",
 ]
 
 
@@ -144,16 +144,15 @@ class Checkpointer:
 
     def load(self, path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         """Read one checkpoint; raise :class:`CheckpointError` if the file is not a readable checkpoint."""
+        from anime_lib.pretrained import WeightsError, load_weights_file
+
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}")
         try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # truncated zip, random bytes, a pickle with forbidden objects, ...
-            reason = f"{type(exc).__name__}: {_first_line(exc)}"
-            raise CheckpointError(
-                f"checkpoint {path} is corrupt or not a checkpoint: {reason}; delete it to start fresh"
-            ) from exc
+            state = load_weights_file(path, map_location=map_location, what="checkpoint")
+        except WeightsError as exc:
+            raise CheckpointError(f"{exc}; delete it to start fresh") from None
         if not isinstance(state, dict):
             raise CheckpointError(
                 f"checkpoint {path} is corrupt or not a checkpoint: expected a dict, found "
@@ -244,23 +243,61 @@ def state_of(**objects: Any) -> dict[str, Any]:
     return state
 
 
-def restore(state: Mapping[str, Any], **objects: Any) -> None:
+def restore(state: Mapping[str, Any], *, where: str = "the checkpoint", **objects: Any) -> None:
     """Load ``state[name]`` into each object given by name (the inverse of :func:`state_of`).
 
-    Plain values cannot be restored in place; read them from ``state`` directly.
+    Modules, optimizers, schedulers, EMAs and pools load their state dicts; a ``torch.Generator`` its state;
+    a plain dict or list (a lesson's log) is refilled in place. A module whose checkpoint entry was saved
+    by another architecture raises :class:`CheckpointError` naming ``where`` (the checkpoint) and what
+    differs (missing and unexpected parameters, shapes), instead of torch's long size-mismatch dump.
     """
     for name, obj in objects.items():
         if name not in state:
-            raise KeyError(f"the checkpoint has no entry {name!r}; it has {sorted(state)}")
+            raise CheckpointError(f"{where} has no entry {name!r} (it has {sorted(state)}): it was saved by other "
+                                  f"code; delete it or set RESUME = False to start over")
+        value = state[name]
         if isinstance(obj, torch.Generator):
-            obj.set_state(state[name])
+            obj.set_state(value)
+        elif isinstance(obj, nn.Module):
+            problem = architecture_difference(obj, value)
+            if problem:
+                raise CheckpointError(f"{where} holds {name!r} of another architecture: {problem}. Start over with "
+                                      f"RESUME = False (or another OUT_DIR), or build the model with the checkpoint's "
+                                      f"settings")
+            obj.load_state_dict(value)
         elif callable(getattr(obj, "load_state_dict", None)):
-            obj.load_state_dict(state[name])
+            obj.load_state_dict(value)
+        elif isinstance(obj, dict):
+            obj.clear()
+            obj.update(copy.deepcopy(value))
+        elif isinstance(obj, list):
+            obj[:] = copy.deepcopy(value)
         else:
             raise TypeError(
                 f"cannot restore {name!r} in place: {type(obj).__name__} has no load_state_dict; "
                 f"read state[{name!r}] instead"
             )
+
+
+def architecture_difference(module: nn.Module, state: Mapping[str, Any], show: int = 3) -> str:
+    """What differs between ``module``'s parameters and buffers and a state dict: "" when they match.
+
+    Names up to ``show`` missing entries, unexpected entries and shape mismatches, with counts.
+    """
+    if not isinstance(state, Mapping):
+        return f"expected a state dict, found {type(state).__name__}"
+    mine = module.state_dict()
+    missing = [k for k in mine if k not in state]
+    unexpected = [k for k in state if k not in mine]
+    shapes = [f"{k} {tuple(state[k].shape)} in the checkpoint, {tuple(v.shape)} here" for k, v in mine.items()
+              if k in state and isinstance(state[k], torch.Tensor) and tuple(state[k].shape) != tuple(v.shape)]
+    parts = []
+    for label, items in (("missing in the checkpoint", missing), ("not in this model", unexpected),
+                         ("other shapes", shapes)):
+        if items:
+            more = f" and {len(items) - show} more" if len(items) > show else ""
+            parts.append(f"{len(items)} {label} ({'; '.join(items[:show])}{more})")
+    return ", ".join(parts)
 
 
 def rng_state() -> dict[str, Any]:
@@ -623,84 +660,6 @@ def autocast_context(device: str | torch.device, enabled: bool, dtype: torch.dty
     return torch.autocast(device_type=dev.type, dtype=dtype)
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """``with eval_mode(G): ...`` runs the block with ``model`` in eval mode and gives it back in the mode
-    it had (train or eval), also when the block raises."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-@torch.no_grad()
-def translate(G: nn.Module, images: torch.Tensor, batch: int = 128, device: torch.device | str | None = None) -> torch.Tensor:
-    """Run generator ``G`` over ``images`` (N, 3, S, S) in [-1, 1] in batches, in eval mode; returns the
-    translations on the CPU in [-1, 1]."""
-    dev = torch.device(device) if device is not None else next(G.parameters()).device
-    with eval_mode(G):
-        out = [G(images[i:i + batch].to(dev)).float().cpu() for i in range(0, len(images), batch)]
-    return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-class ImagePool:
-    """The CycleGAN history buffer of generated images (Shrivastava et al. 2017).
-
-    The discriminator is shown a mix of the newest fakes and older ones, which damps oscillation.
-    Per image of the batch: while the pool holds fewer than ``size`` images, store it and return it;
-    once full, with probability 1/2 return a random stored image and put the new one in its place,
-    otherwise return the new image. Everything returned is detached. ``size=0`` disables the pool.
-    """
-
-    def __init__(self, size: int = 50, generator: torch.Generator | None = None):
-        if size < 0:
-            raise ValueError(f"size must be >= 0, got {size}")
-        self.size = int(size)
-        self.generator = generator
-        self.images: list[torch.Tensor] = []
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def query(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (N, C, H, W) -> (N, C, H, W), detached (unless ``size == 0``: returned unchanged)."""
-        if self.size == 0:
-            return images
-        out = []
-        for image in images.detach():
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif torch.rand((), generator=self.generator).item() < 0.5:
-                idx = int(torch.randint(self.size, (), generator=self.generator).item())
-                out.append(self.images[idx])
-                self.images[idx] = image.clone()
-            else:
-                out.append(image)
-        return torch.stack(out)
-
-    __call__ = query
-
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"size": self.size, "images": list(self.images)}
-        if self.generator is not None:
-            state["generator"] = self.generator.get_state()
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.size = int(state["size"])
-        self.images = [t.clone() for t in state["images"]]
-        if self.generator is not None and "generator" in state:
-            self.generator.set_state(state["generator"])
-
-
 def linear_decay_lambda(n_constant: int, n_decay: int) -> Callable[[int], float]:
     """Learning-rate factor for ``LambdaLR``: 1.0 for ``n_constant`` epochs, then linearly down to 0.
 
@@ -720,34 +679,155 @@ def linear_decay_lambda(n_constant: int, n_decay: int) -> Callable[[int], float]
     return factor
 
 
-_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
-_WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
+def batch_indices(step: int, batch_size: int, n: int, seed: int = 0, stream: int = 0) -> torch.Tensor:
+    """Indices of the batch at ``step``: a fresh permutation of range(n) per epoch, derived from
+    (seed, stream, epoch) only, so a resumed run sees exactly the batches an uninterrupted one would.
+    ``stream`` keeps independent orders apart (the two domains of unpaired data, two models of a lesson)."""
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n})")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    per_epoch = n // batch_size
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream) * 7919 + int(epoch))
+    return torch.randperm(n, generator=g)[k * batch_size:(k + 1) * batch_size]
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
-    """DCGAN/pix2pix initialisation, in place: conv and linear weights ~ N(0, std), biases 0,
-    affine normalisation weights ~ N(1, std) and biases 0. Returns ``module``.
+# --------------------------------------------------------------------------------------------------
+# The runner: what every training lesson calls
+# --------------------------------------------------------------------------------------------------
 
-    Works with spectral norm (both the old hook and the parametrization version): the raw weight is set.
+
+@dataclass
+class RunResult(TrainResult):
+    """What :meth:`Run.train` did: :class:`TrainResult` plus ``train_seconds``, the training time of the
+    whole run summed over every session that worked on it (resumes included), and ``pretrained``: True
+    when the shipped weights were loaded instead of training."""
+
+    train_seconds: float = 0.0
+    pretrained: bool = False
+
+    def __repr__(self) -> str:
+        return (f"RunResult(steps_done={self.steps_done}, train_seconds={self.train_seconds:.1f}, "
+                f"resumed_from={self.resumed_from}, stopped_early={self.stopped_early}, pretrained={self.pretrained})")
+
+
+class Run:
+    """One training run of a lesson: its checkpoint folder, its settings, its seed and its clock.
+
+    A lesson writes what it teaches (the models, the losses, ``step_fn``) and hands the chores to the runner::
+
+        run = Run("cyclegan", OUT, config={"lambda_cycle": 10.0, ...}, seed=P.SEED, resume=P.RESUME)
+        model = cg.CycleGAN(...)            # built after the runner seeded every generator
+        opt = torch.optim.Adam(...)
+        result = run.train(step_fn, P.N_STEPS, save={"model": model, "opt": opt, "log": log})
+        result.train_seconds                # total over resumes
+
+    * **Seeding**: the constructor seeds Python, NumPy and torch with ``seed``, so what is built next is
+      the same every time.
+    * **Settings**: ``config`` (plus ``seed`` and ``n_steps``) is saved in every checkpoint by the same code
+      that compares it on resume (:meth:`Checkpointer.prepare`): a run with other settings starts over and
+      says which settings changed, never continues or reports the old run.
+    * **Checkpoints and resume**: ``OUT/checkpoints/<name>/ckpt_*.pt``, written atomically every
+      ``checkpoint_every`` steps and at the end, with every object of ``save`` (state dicts; plain dicts and
+      lists are refilled in place), the random generators and the loss history. A re-run continues at the
+      saved step, exactly (data must come from the step number: :func:`batch_indices`).
+    * **Time**: ``time_budget_s`` stops after that many seconds (a checkpoint first; run again to continue);
+      ``result.train_seconds`` adds up the training time of every session.
+    * **Progress bar** and NaN checks come from :func:`train_loop`.
+    * **Pretrained weights** (a lesson's ``USE_PRETRAINED`` switch): with ``use_pretrained=True`` and
+      ``weights`` naming an entry of :data:`anime_lib.pretrained.WEIGHTS` (conventionally
+      ``"<lesson>/<run name>/<profile>"``), :meth:`train` loads that finished run instead of training; when
+      no such weights are shipped it says so and trains.
     """
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, _WEIGHTED):
-                nn.init.normal_(_raw_weight(m), 0.0, std)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, _NORMS):
-                if getattr(m, "weight", None) is not None:
-                    nn.init.normal_(m.weight, 1.0, std)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
-    return module
 
+    def __init__(self, name: str, out_dir: str | os.PathLike, config: Mapping[str, Any] | None = None, *,
+                 seed: int = 0, resume: bool = True, keep: int | None = 2, use_pretrained: bool = False,
+                 weights: str | None = None):
+        from anime_lib.config import seed_everything
 
-def _raw_weight(m: nn.Module) -> torch.Tensor:
-    parametrizations = getattr(m, "parametrizations", None)
-    if parametrizations is not None and "weight" in parametrizations:
-        return parametrizations.weight.original
-    if hasattr(m, "weight_orig"):  # torch.nn.utils.spectral_norm (hook version)
-        return m.weight_orig
-    return m.weight
+        if not name or "/" in name or "\\" in name:
+            raise ValueError(f"a run name is a plain folder name, got {name!r}")
+        self.name = name
+        self.config = {**dict(config or {}), "seed": int(seed)}
+        self.seed = int(seed)
+        self.resume = bool(resume)
+        self.pretrained = None
+        if use_pretrained:
+            from anime_lib.pretrained import WEIGHTS
+
+            if weights is not None and weights in WEIGHTS:
+                self.pretrained = WEIGHTS[weights]
+            else:
+                print(f"{name}: no shipped weights{f' named {weights!r}' if weights else ''} for this run yet; "
+                      f"training it here")
+        self.checkpointer = Checkpointer(Path(out_dir) / "checkpoints" / name, keep=keep)
+        seed_everything(self.seed)
+
+    def __repr__(self) -> str:
+        return f"Run({self.name!r}, {str(self.checkpointer.folder)!r}, seed={self.seed})"
+
+    @property
+    def folder(self) -> Path:
+        return self.checkpointer.folder
+
+    def train(self, step_fn: Callable[[int], Mapping[str, Any] | None], n_steps: int, save: Mapping[str, Any], *,
+              checkpoint_every: int | None = 500, time_budget_s: float | None = None,
+              sample_fn: Callable[[int], Any] | None = None, sample_every: int | None = None,
+              log_every: int = 10, record_every: int = 1, progress: bool = True) -> RunResult:
+        """Train for ``n_steps`` (resuming when a checkpoint of these settings exists) and return a :class:`RunResult`.
+
+        ``save``: name -> object to checkpoint and restore (modules, optimizers, schedulers, EMA, image pools,
+        ``torch.Generator``, GradScaler, plain dicts and lists). The names ``step``, ``history``, ``config``,
+        ``rng`` and ``train_seconds`` are the runner's own.
+        """
+        reserved = {"step", "history", "config", "rng", "train_seconds"} & set(save)
+        if reserved:
+            raise ValueError(f"save must not use the runner's own names {sorted(reserved)}")
+        config = {**self.config, "n_steps": int(n_steps)}
+        if self.pretrained is not None:
+            return self._load_pretrained(save, config)
+        self.checkpointer.prepare(config, resume=self.resume, name=self.name)
+        clock = {"before": 0.0, "t0": time.perf_counter()}
+
+        def state_fn() -> dict[str, Any]:
+            seconds = clock["before"] + time.perf_counter() - clock["t0"]
+            return {**state_of(**save), "rng": rng_state(), "config": config, "train_seconds": seconds}
+
+        def restore_fn(state: Mapping[str, Any]) -> None:
+            where = f"checkpoint {self.checkpointer.latest()}"
+            restore(state, where=where, **save)
+            restore_rng_state(state["rng"])
+            clock["before"] = float(state.get("train_seconds", 0.0))
+            clock["t0"] = time.perf_counter()
+
+        result = train_loop(step_fn, n_steps, checkpointer=self.checkpointer, checkpoint_every=checkpoint_every,
+                            state_fn=state_fn, restore_fn=restore_fn, time_budget_s=time_budget_s,
+                            sample_fn=sample_fn, sample_every=sample_every, log_every=log_every,
+                            record_every=record_every, desc=self.name, progress=progress)
+        if result.resumed_from is not None and result.resumed_from >= n_steps:
+            total = clock["before"]  # nothing trained in this session
+        else:
+            total = clock["before"] + result.seconds
+        return RunResult(**vars(result), train_seconds=total)
+
+    def _load_pretrained(self, save: Mapping[str, Any], config: Mapping[str, Any]) -> RunResult:
+        from anime_lib.pretrained import load_weights_file, weights_path
+
+        entry = self.pretrained
+        path = weights_path(entry.name)
+        state = load_weights_file(path, what=f"pretrained weights {entry.name!r}")
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"pretrained weights {entry.name!r} ({path}) are not a saved run")
+        # the shipped file holds the models (optimizer states etc. may be left out to keep it small)
+        wanted = {k: v for k, v in save.items() if k in state or isinstance(v, nn.Module)}
+        restore(state, where=f"pretrained weights {entry.name!r} ({path})", **wanted)
+        saved = state.get("config", {})
+        differ = [k for k in config if k in saved and saved[k] != config[k] and k != "seed"]
+        note = f"; trained with {', '.join(f'{k}={saved[k]!r}' for k in differ)}" if differ else ""
+        steps = int(state.get("step", 0))
+        print(f"{self.name}: loaded the shipped weights {entry.name!r} ({steps} steps, "
+              f"{float(state.get('train_seconds', 0.0)):.0f} s of training{note}); set USE_PRETRAINED = False to train")
+        history = LossHistory(state.get("history"))
+        return RunResult(history=history, steps_done=steps, seconds=0.0, resumed_from=None, stopped_early=False,
+                         last_checkpoint=None, train_seconds=float(state.get("train_seconds", 0.0)), pretrained=True)

@@ -45,6 +45,7 @@ import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
+from anime_lib.ranges import to_model_range, to_unit_range  # noqa: E402,F401  (the one home of range conversions)
 
 
 
@@ -84,15 +85,6 @@ __all__ = [
 ]
 
 ValueRange = tuple[float, float]
-
-
-def to_unit_range(images: torch.Tensor, value_range: ValueRange = (-1.0, 1.0)) -> torch.Tensor:
-    """Map images from ``value_range`` to [0, 1] (float32 on the CPU, detached, clipped)."""
-    low, high = float(value_range[0]), float(value_range[1])
-    if not high > low:
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
-    x = images.detach().to("cpu", torch.float32)
-    return ((x - low) / (high - low)).clamp_(0.0, 1.0)
 
 
 def _as_batch(images: Any) -> torch.Tensor:

@@ -32,7 +32,9 @@ import torch
 from torch import nn
 
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
-from anime_lib.training import ImagePool, init_weights, translate  # translate: re-exported for the lessons
+from anime_lib.models.blocks import (ACTIVATIONS, NORMS, UPSAMPLING, ImagePool, ResnetBlock, activation_layer,
+                                     init_weights, norm_layer, upsample_layer)
+from anime_lib.translation import Translator
 
 __all__ = [
     "default_n_blocks",
@@ -47,13 +49,10 @@ __all__ = [
     "generator_objective",
     "discriminator_objective",
     "train_step",
-    "batch_indices",
-    "translate",
+    "ACTIVATIONS",
+    "NORMS",
+    "UPSAMPLING",
 ]
-
-ACTIVATIONS = ("relu", "leaky_relu")
-UPSAMPLING = ("transpose", "resize")
-NORMS = ("instance", "layer")
 
 
 def default_n_blocks(img_size: int) -> int:
@@ -86,67 +85,20 @@ def patch_receptive_field(n_layers: int) -> int:
     return r
 
 
-def _norm(name: str, channels: int) -> nn.Module:
-    """The generator's normalisation layer for ``channels`` feature maps.
-
-    "instance": InstanceNorm2d without affine parameters (paper), each channel of each image normalised on
-    its own, which maps a flat image of any colour to zeros. "layer": GroupNorm(1, C), all channels of an
-    image normalised together, so the balance between channels (the colour of a flat region) survives; it
-    has a learned per-channel scale and shift."""
-    if name == "instance":
-        return nn.InstanceNorm2d(channels)
-    if name == "layer":
-        return nn.GroupNorm(1, channels)
-    raise ValueError(f"norm must be one of {NORMS}, got {name!r}")
-
-
-def _activation(name: str) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "leaky_relu":
-        return nn.LeakyReLU(0.2, inplace=True)
-    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
-
-
-class ResnetBlock(nn.Module):
-    """(N, C, H, W) -> (N, C, H, W): ``x + F(x)`` with reflect padding, so borders stay natural."""
-
-    def __init__(self, channels: int, activation: str = "relu", *, norm: str = "instance"):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(norm, channels), _activation(activation),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(norm, channels),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-def _upsample_layer(in_ch: int, out_ch: int, upsampling: str) -> nn.Module:
-    """Double the resolution: the paper's ConvTranspose2d(k3, s2, p1, output_padding 1) ("transpose"), or a
-    nearest-neighbour resize followed by a reflect-padded 3x3 conv ("resize"), which cannot produce the
-    checkerboard pattern that overlapping transposed-conv kernels leave (Odena et al. 2016)."""
-    if upsampling == "transpose":
-        return nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1)
-    if upsampling == "resize":
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3))
-    raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
-
-
 class ResnetGenerator(nn.Module):
     """Image (N, 3, S, S) in [-1, 1] -> translated image (N, 3, S, S) in [-1, 1]; S a multiple of 4.
 
     ``ngf`` channels at full resolution, 2 * ngf at S/2, 4 * ngf at S/4 where the ``n_blocks`` residual
     blocks work. ``activation``: "relu" (paper) or "leaky_relu" (slope 0.2, a switch the reports tried).
     ``upsampling``: "transpose" (paper: stride-2 transposed convs) or "resize" (nearest resize + 3x3 conv).
-    ``norm``: "instance" (paper) or "layer" (GroupNorm with one group; see :func:`_norm`).
+    ``norm``: "instance" (paper) or "layer" (GroupNorm with one group; see :func:`anime_lib.models.blocks.norm_layer`).
     """
 
     def __init__(self, ngf: int = 64, n_blocks: int = 9, activation: str = "relu", in_channels: int = 3,
                  out_channels: int = 3, upsampling: str = "transpose", *, norm: str = "instance"):
         super().__init__()
-        act = lambda: _activation(activation)  # noqa: E731  (a fresh module each time)
-        nrm = lambda c: _norm(norm, c)  # noqa: E731
+        act = lambda: activation_layer(activation)  # noqa: E731  (a fresh module each time)
+        nrm = lambda c: norm_layer(norm, c)  # noqa: E731
         self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7), nrm(ngf), act())
         self.down = nn.Sequential(
             nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1), nrm(2 * ngf), act(),
@@ -154,8 +106,8 @@ class ResnetGenerator(nn.Module):
         )
         self.blocks = nn.Sequential(*[ResnetBlock(4 * ngf, activation, norm=norm) for _ in range(n_blocks)])
         self.up = nn.Sequential(
-            _upsample_layer(4 * ngf, 2 * ngf, upsampling), nrm(2 * ngf), act(),
-            _upsample_layer(2 * ngf, ngf, upsampling), nrm(ngf), act(),
+            upsample_layer(4 * ngf, 2 * ngf, upsampling), nrm(2 * ngf), act(),
+            upsample_layer(2 * ngf, ngf, upsampling), nrm(ngf), act(),
         )
         self.to_rgb = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh())
         init_weights(self)
@@ -194,9 +146,10 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-class CycleGAN(nn.Module):
+class CycleGAN(Translator):
     """The four networks. A = human, B = anime. ``G_AB(human) -> anime``, ``G_BA(anime) -> human``;
-    ``D_A`` scores humans, ``D_B`` anime faces. All images in [-1, 1]."""
+    ``D_A`` scores humans, ``D_B`` anime faces. All images in [-1, 1].
+    ``translate(x, "human->anime")`` runs ``G_AB``, ``translate(x, "anime->human")`` runs ``G_BA``."""
 
     def __init__(self, img_size: int = 64, ngf: int = 64, ndf: int = 64, n_blocks: int | None = None,
                  n_layers: int | None = None, activation: str = "relu", *, upsampling: str = "transpose",
@@ -214,6 +167,10 @@ class CycleGAN(nn.Module):
         self.G_BA = ResnetGenerator(ngf, n_blocks, activation, upsampling=upsampling, norm=norm)
         self.D_A = PatchDiscriminator(ndf, n_layers)
         self.D_B = PatchDiscriminator(ndf, n_layers)
+
+    def generator(self, direction: str) -> nn.Module:
+        self.check_direction(direction)
+        return self.G_AB if direction == "human->anime" else self.G_BA
 
     def generators(self) -> list[nn.Parameter]:
         return [*self.G_AB.parameters(), *self.G_BA.parameters()]
@@ -329,15 +286,3 @@ def _backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler) -> No
     else:
         scaler.scale(loss).backward()
         scaler.step(opt)
-
-
-def batch_indices(step: int, batch_size: int, n: int, seed: int = 0, stream: int = 0) -> torch.Tensor:
-    """Indices of the batch at ``step``: a fresh permutation of range(n) per epoch, derived from
-    (seed, stream, epoch) only, so a resumed run sees exactly the batches an uninterrupted one would.
-    ``stream`` keeps the two domains' orders independent (unpaired data)."""
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n})")
-    per_epoch = n // batch_size
-    epoch, k = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream) * 7919 + int(epoch))
-    return torch.randperm(n, generator=g)[k * batch_size:(k + 1) * batch_size]

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from anime_lib.losses import discriminator_accuracy, discriminator_loss, generator_loss, r1_penalty
-from anime_lib.training import init_weights
+from anime_lib.models.blocks import init_weights
+from anime_lib.translation import Translator, parse_direction
 
 __all__ = [
     "n_upsamplings",
@@ -148,7 +149,7 @@ class ImageEncoder(nn.Module):
         return self.bottleneck(self.blocks(self.from_rgb(x))).flatten(1)
 
 
-class ConditionalDCGAN(nn.Module):
+class ConditionalDCGAN(Translator):
     """The reports' image-conditioned DCGAN: source image (N, 3, S, S) in [-1, 1] -> target-style image,
     same shape, in [-1, 1]: ``decoder(encoder(x))``, where the decoder is a DCGAN :class:`Generator`.
 
@@ -156,10 +157,17 @@ class ConditionalDCGAN(nn.Module):
     target-domain image is an optimal answer for every x. That gap is what CycleGAN's cycle loss closes.
     """
 
-    def __init__(self, img_size: int = 64, width: int = 64, code_dim: int = 100, max_channels: int = 512):
+    def __init__(self, img_size: int = 64, width: int = 64, code_dim: int = 100, max_channels: int = 512,
+                 direction: str = "human->anime"):
         super().__init__()
+        parse_direction(direction)
+        self.directions = (direction,)  # one network, trained for one direction
         self.encoder = ImageEncoder(img_size, width, code_dim, max_channels)
         self.decoder = Generator(code_dim, img_size, width, max_channels)
+
+    def generator(self, direction: str) -> nn.Module:
+        self.check_direction(direction)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from anime_lib.models.encoder_decoder import ConvDecoder, ConvEncoder
+from anime_lib.translation import Translator, parse_direction
 
 __all__ = [
-    "DIRECTIONS",
     "mean_image",
     "mean_difference",
     "difference_step",
@@ -34,14 +34,10 @@ __all__ = [
     "LatentDifference",
 ]
 
-#: direction name -> sign with which a "target minus source" vector is added
-DIRECTIONS = {"human->anime": 1.0, "anime->human": -1.0}
-
-
 def _sign(direction: str) -> float:
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {tuple(DIRECTIONS)}, got {direction!r}")
-    return DIRECTIONS[direction]
+    """+1 for human->anime (add the "anime minus human" vector), -1 for anime->human."""
+    src, _ = parse_direction(direction)
+    return 1.0 if src == "human" else -1.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,7 +91,7 @@ def difference_step(delta: torch.Tensor, batch_human: torch.Tensor, batch_anime:
     return {"distance": error.abs().mean().item()}
 
 
-class ImageDifference(nn.Module):
+class ImageDifference(Translator):
     """Translate by adding one image: ``x + delta`` (human -> anime) or ``x - delta`` (anime -> human).
 
     ``delta``: a buffer (3, H, W), values in [-2, 2], starting at zero; learned with
@@ -109,6 +105,11 @@ class ImageDifference(nn.Module):
 
     def forward(self, x: torch.Tensor, direction: str = "human->anime", strength: float = 1.0) -> torch.Tensor:
         return (x + strength * _sign(direction) * self.delta).clamp(-1, 1)
+
+    def translate(self, x: torch.Tensor, direction: str = "human->anime", strength: float = 1.0) -> torch.Tensor:
+        """One batch (N, 3, H, W) in [-1, 1] -> same shape in [-1, 1]; ``strength`` scales delta."""
+        self.check_direction(direction)
+        return self(x, direction, strength)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ def encode_all(model: ConvAutoencoder, images, batch: int = 256) -> torch.Tensor
     return torch.cat(codes)
 
 
-class LatentDifference(nn.Module):
+class LatentDifference(Translator):
     """Translate by adding one vector in the autoencoder's latent space: ``decode(encode(x) +- d)``.
 
     ``d``: a buffer (latent_dim,) = mean latent of anime faces - mean latent of human faces
@@ -200,3 +201,8 @@ class LatentDifference(nn.Module):
     def forward(self, x: torch.Tensor, direction: str = "human->anime", strength: float = 1.0) -> torch.Tensor:
         z = self.autoencoder.encode(x)
         return self.autoencoder.decode(z + strength * _sign(direction) * self.d)
+
+    def translate(self, x: torch.Tensor, direction: str = "human->anime", strength: float = 1.0) -> torch.Tensor:
+        """One batch (N, 3, S, S) in [-1, 1] -> same shape in [-1, 1]; ``strength`` scales d."""
+        self.check_direction(direction)
+        return self(x, direction, strength)

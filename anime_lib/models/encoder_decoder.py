@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anime_lib.losses import discriminator_loss, generator_loss
+from anime_lib.translation import Translator, parse_direction
 
 __all__ = [
     "DownBlock",
@@ -35,9 +36,6 @@ __all__ = [
     "true_pairs",
     "translation_step",
     "pix2pix_step",
-    "translate",
-    "sharpness",
-    "spread",
 ]
 
 
@@ -126,18 +124,25 @@ class ConvDecoder(nn.Module):
         return torch.tanh(self.to_rgb(self.blocks(h)))
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(Translator):
     """The translator of lesson 02: ``decoder(encoder(x))``, no skip connections.
 
     (N, 3, H, W) in [-1, 1] -> (N, 3, H, W) in [-1, 1]; H and W divisible by 2**n_down.
     Everything the output shows about the input has to pass the bottleneck of
-    (encoder.out_channels, H / 2**n_down, W / 2**n_down) numbers.
+    (encoder.out_channels, H / 2**n_down, W / 2**n_down) numbers. One network translates one way:
+    ``direction`` names it (``translate(x, direction)``).
     """
 
-    def __init__(self, width: int = 16, n_down: int = 3, max_channels: int = 256):
+    def __init__(self, width: int = 16, n_down: int = 3, max_channels: int = 256, direction: str = "human->anime"):
         super().__init__()
+        parse_direction(direction)
+        self.directions = (direction,)
         self.encoder = ConvEncoder(3, width, n_down, max_channels)
         self.decoder = ConvDecoder(3, width, n_down, max_channels)
+
+    def generator(self, direction: str) -> nn.Module:
+        self.check_direction(direction)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -240,42 +245,3 @@ def pix2pix_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.op
     g_loss.backward()
     opt_g.step()
     return {"gan": g_gan.item(), "pixel": g_pixel.item(), "d": d_loss.item()}
-
-
-@torch.no_grad()
-def translate(model: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """``model`` applied in eval mode, batch by batch: (N, 3, H, W) in [-1, 1] -> same shape in [-1, 1].
-
-    Runs on the model's device and returns CPU tensors.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    outs = [model(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)]
-    return torch.cat(outs)
-
-
-# --------------------------------------------------------------------------------------------------
-# Two measurements that need no ground truth
-# --------------------------------------------------------------------------------------------------
-
-
-def sharpness(images01: torch.Tensor) -> float:
-    """Mean absolute difference between neighbouring pixels (horizontal and vertical), images in [0, 1].
-
-    A blurred image has smaller steps between neighbours, so blur lowers this number; real ToyFaces
-    with their outlines and textures score highest. (N, 3, H, W) -> a float.
-    """
-    x = images01.float()
-    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
-    return float((dx + dy) / 2)
-
-
-def spread(images01: torch.Tensor) -> float:
-    """Mean absolute distance of each image from the batch's mean image, images in [0, 1].
-
-    Real faces differ from one another, so their spread is large; a translator that outputs the
-    same average face for every input has a spread close to 0. (N, 3, H, W) -> a float.
-    """
-    x = images01.float()
-    return float((x - x.mean(0, keepdim=True)).abs().mean())

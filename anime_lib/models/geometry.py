@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
-from anime_lib.models.cyclegan import (PatchDiscriminator, ResnetGenerator, _activation, _norm, _upsample_layer,
-                                       default_n_blocks, default_n_layers)
-from anime_lib.training import ImagePool, eval_mode, init_weights
+from anime_lib.models.blocks import ImagePool, activation_layer, init_weights, norm_layer, upsample_layer
+from anime_lib.models.cyclegan import PatchDiscriminator, ResnetGenerator, default_n_blocks, default_n_layers
+from anime_lib.translation import Translator
 
 __all__ = [
     "PARTS",
@@ -64,7 +64,6 @@ __all__ = [
     "GeometryLosses",
     "geometry_generator_objective",
     "geometry_train_step",
-    "translate_with_angle",
     "rolls_from_detector",
 ]
 
@@ -257,8 +256,8 @@ class AngleResnetBlock(nn.Module):
     def __init__(self, channels: int, map_channels: int = 1):
         super().__init__()
         self.conv1 = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels + map_channels, channels, 3))
-        self.rest = nn.Sequential(_norm("instance", channels), _activation("relu"), nn.ReflectionPad2d(1),
-                                  nn.Conv2d(channels, channels, 3), _norm("instance", channels))
+        self.rest = nn.Sequential(norm_layer("instance", channels), activation_layer("relu"), nn.ReflectionPad2d(1),
+                                  nn.Conv2d(channels, channels, 3), norm_layer("instance", channels))
 
     def forward(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         return x + self.rest(self.conv1(torch.cat([x, maps], 1)))
@@ -286,8 +285,8 @@ class AngleResnetGenerator(nn.Module):
         self.blocks = nn.ModuleList([AngleResnetBlock(4 * ngf) for _ in range(n_blocks)])
         extra = 1 if inject == "all" else 0
         self.up = nn.ModuleList([
-            nn.Sequential(_upsample_layer(4 * ngf + extra, 2 * ngf, upsampling), _norm("instance", 2 * ngf), _activation("relu")),
-            nn.Sequential(_upsample_layer(2 * ngf + extra, ngf, upsampling), _norm("instance", ngf), _activation("relu")),
+            nn.Sequential(upsample_layer(4 * ngf + extra, 2 * ngf, upsampling), norm_layer("instance", 2 * ngf), activation_layer("relu")),
+            nn.Sequential(upsample_layer(2 * ngf + extra, ngf, upsampling), norm_layer("instance", ngf), activation_layer("relu")),
         ])
         init_weights(self)
 
@@ -308,7 +307,7 @@ class AngleResnetGenerator(nn.Module):
         return self.to_rgb(h)
 
 
-class GeometryCycleGAN(nn.Module):
+class GeometryCycleGAN(Translator):
     """CycleGAN (A = human, B = anime) with optional geometry.
 
     ``angle_channel``: both generators read image + angle map (4 channels) and write 3, so every path
@@ -354,6 +353,20 @@ class GeometryCycleGAN(nn.Module):
     @property
     def angle_channel(self) -> bool:
         return self.config["angle_channel"]
+
+    def generator(self, direction: str) -> nn.Module:
+        self.check_direction(direction)
+        return self.G_AB if direction == "human->anime" else self.G_BA
+
+    def translate(self, x: torch.Tensor, direction: str = "human->anime", roll: torch.Tensor | None = None) -> torch.Tensor:
+        """One batch (N, 3, S, S) in [-1, 1] -> (N, 3, S, S) in [-1, 1]. ``roll`` (N,) in degrees: the faces'
+        roll angles, needed (and only used) when the generators read the angle map."""
+        G = self.generator(direction)
+        if not self.angle_channel:
+            return G(x)
+        if roll is None:
+            raise ValueError("this model's generators read an angle map: pass roll= (degrees, one per image)")
+        return G(with_channel(x, angle_map(torch.as_tensor(roll, dtype=torch.float32), x.shape[-1]).to(x.device)))
 
     def generators(self) -> list[nn.Parameter]:
         return [*self.G_AB.parameters(), *self.G_BA.parameters()]
@@ -530,24 +543,6 @@ def geometry_train_step(model: GeometryCycleGAN, batch: GeometryBatch, opt_G: to
         opt_local.step()
         out.update(D_local_A=float(loss_local_A.detach()), D_local_B=float(loss_local_B.detach()))
     return out
-
-
-@torch.no_grad()
-def translate_with_angle(G: nn.Module, images: torch.Tensor, roll: torch.Tensor | None = None, batch: int = 128,
-                         device: torch.device | str | None = None) -> torch.Tensor:
-    """Run generator ``G`` over ``images`` (N, 3, S, S) in [-1, 1], in eval mode, appending the angle map
-    of ``roll`` (N,) when G reads 4 channels; returns the translations on the CPU in [-1, 1]."""
-    dev = torch.device(device) if device is not None else next(G.parameters()).device
-    needs_map = next(m for m in G.modules() if isinstance(m, nn.Conv2d)).in_channels == 4
-    if needs_map and roll is None:
-        raise ValueError("this generator reads an angle channel: pass the roll angles")
-    out = []
-    with eval_mode(G):
-        for i in range(0, len(images), batch):
-            x = images[i:i + batch]
-            maps = angle_map(torch.as_tensor(roll)[i:i + batch], x.shape[-1]) if needs_map else None
-            out.append(G(with_channel(x, maps).to(dev)).float().cpu())
-    return torch.cat(out) if out else images.new_zeros((0, *images.shape[1:]))
 
 
 # ----------------------------------------------------------------------------------------------- real photos

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from anime_lib.training import eval_mode
+from anime_lib.translation import Translator
 
 __all__ = [
     "default_n_res",
@@ -60,7 +60,6 @@ __all__ = [
     "generator_objective",
     "discriminator_objective",
     "train_step",
-    "translate",
     "upsample_heatmap",
     "mlp_input_size",
 ]
@@ -336,7 +335,7 @@ class UGATITDiscriminator(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-class UGATIT(nn.Module):
+class UGATIT(Translator):
     """A = human, B = anime. ``G_AB``: human -> anime, ``G_BA``: anime -> human; per domain a global and a
     local discriminator: ``D_A_global``, ``D_A_local`` judge humans, ``D_B_global``, ``D_B_local`` anime."""
 
@@ -355,6 +354,20 @@ class UGATIT(nn.Module):
         self.D_A_local = UGATITDiscriminator(ndf, n_local)
         self.D_B_global = UGATITDiscriminator(ndf, n_global)
         self.D_B_local = UGATITDiscriminator(ndf, n_local)
+
+    def generator(self, direction: str) -> nn.Module:
+        self.check_direction(direction)
+        return self.G_AB if direction == "human->anime" else self.G_BA
+
+    def translate(self, x: torch.Tensor, direction: str = "human->anime") -> torch.Tensor:
+        """One batch (N, 3, S, S) in [-1, 1] -> (N, 3, S, S) in [-1, 1] (the attention comes from :meth:`extras`)."""
+        return self.generator(direction)(x)[0]
+
+    def extras(self, x: torch.Tensor, direction: str = "human->anime") -> dict[str, torch.Tensor]:
+        """The generator's CAM attention for the batch: ``cam_logit`` (N, 2), the auxiliary classifier's logits
+        (source vs target domain), and ``heatmap`` (N, 1, S, S) in [0, 1], upsampled to the image size."""
+        _, cam_logit, heatmap = self.generator(direction)(x)
+        return {"cam_logit": cam_logit, "heatmap": upsample_heatmap(heatmap, x.shape[-1])}
 
     def discriminators_of(self, domain: str) -> tuple[UGATITDiscriminator, UGATITDiscriminator]:
         """(global, local) discriminators of domain "A" or "B"."""
@@ -500,31 +513,6 @@ def upsample_heatmap(heatmap: torch.Tensor, size: int) -> torch.Tensor:
     lo = h.amin(dim=(1, 2, 3), keepdim=True)
     hi = h.amax(dim=(1, 2, 3), keepdim=True)
     return (h - lo) / (hi - lo).clamp_min(1e-8)
-
-
-@torch.no_grad()
-def translate(G: nn.Module, images: torch.Tensor, batch: int = 128, device: torch.device | str | None = None,
-              with_attention: bool = False):
-    """Run a U-GAT-IT generator over ``images`` (N, 3, S, S) in [-1, 1] in eval mode, in batches.
-
-    Returns the translations (CPU, [-1, 1]); with ``with_attention`` also the CAM logits (N, 2) and the
-    heatmaps upsampled to the image size in [0, 1] (N, 1, S, S). Training mode is restored afterwards.
-    """
-    dev = torch.device(device) if device is not None else next(G.parameters()).device
-    outs, logits, maps = [], [], []
-    with eval_mode(G):
-        for i in range(0, len(images), batch):
-            y, cam_logit, heatmap = G(images[i:i + batch].to(dev))
-            outs.append(y.float().cpu())
-            if with_attention:
-                logits.append(cam_logit.float().cpu())
-                maps.append(upsample_heatmap(heatmap, images.shape[-1]).cpu())
-    empty = images.new_zeros((0, *images.shape[1:]))
-    fake = torch.cat(outs) if outs else empty
-    if not with_attention:
-        return fake
-    return fake, (torch.cat(logits) if logits else images.new_zeros((0, 2))), (
-        torch.cat(maps) if maps else images.new_zeros((0, 1, *images.shape[-2:])))
 
 
 def mlp_input_size(ngf: int, img_size: int, light: bool, n_down: int = 2) -> int:

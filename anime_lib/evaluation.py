@@ -1,0 +1,191 @@
+"""One evaluation helper for every translator: translator + test sets + directions -> metrics.json rows.
+
+::
+
+    rows = evaluate(model, dom.test, method="CycleGAN", train_seconds=result.train_seconds)
+    rows += reference_rows(dom.test)                 # "identity (no translation)" and "ground truth"
+    print(to_markdown(rows, COLUMNS))
+    verdicts = compare(rows[0], rows[2])             # {"toy_fid": "better", "gt_l1": "worse", ...}
+
+Every row has the standard columns of :data:`anime_lib.results.RESULT_COLUMNS`, filled the same way in
+every lesson: on data with ground truth (ToyFaces) realism, attr_preservation, gt_l1, toy_fid, roll_error
+and diversity come from :mod:`anime_lib.metrics`; on data without it (a folder of real photos) they are
+``None`` ("not measurable here", never invented). ``recon_l1`` (translate there and back) is measured
+whenever the translator also knows the reverse direction.
+
+:data:`BETTER` is the one table that says which way each figure is better; :func:`compare`,
+:func:`best` and :func:`comparison_table` read it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from anime_lib import metrics as M
+from anime_lib.ranges import to_unit_range
+from anime_lib.results import normalize_row, to_markdown
+from anime_lib.translation import as_translator, parse_direction, reverse, translate_set
+
+__all__ = ["BETTER", "TRANSLATION_METRICS", "COLUMNS", "has_ground_truth", "measure_translations", "evaluate",
+           "reference_rows", "better", "compare", "best", "comparison_table"]
+
+#: Which way each figure is better: "higher" or "lower".
+BETTER: dict[str, str] = {
+    "realism": "higher",
+    "attr_preservation": "higher",
+    "gt_l1": "lower",
+    "toy_fid": "lower",
+    "diversity": "lower",
+    "roll_error": "lower",
+    "roll_error_tilted": "lower",
+    "recon_l1": "lower",
+    "feature_spread": "higher",
+    "train_seconds": "lower",
+}
+
+#: What :func:`evaluate` measures per direction (None where it cannot be measured).
+TRANSLATION_METRICS = ("realism", "attr_preservation", "gt_l1", "toy_fid", "roll_error", "diversity", "recon_l1")
+
+#: The columns a lesson's translation table usually shows.
+COLUMNS = ["method", "direction", "realism", "attr_preservation", "gt_l1", "toy_fid", "diversity", "roll_error",
+           "recon_l1", "train_seconds"]
+
+
+def has_ground_truth(test_set: Any) -> bool:
+    """True for a set that carries attribute records and counterparts (ToyFaces), False for photo folders."""
+    return hasattr(test_set, "records") and callable(getattr(test_set, "counterpart", None))
+
+
+def _images(test_set: Any) -> torch.Tensor:
+    return test_set if isinstance(test_set, torch.Tensor) else test_set.tensor()
+
+
+def measure_translations(fake: torch.Tensor, source: Any, direction: str, *, method: str,
+                         recon: torch.Tensor | None = None, probe=None, with_diversity: bool = True,
+                         **columns: Any) -> dict[str, Any]:
+    """One result row for translations ``fake`` (N, 3, S, S) in [-1, 1] of the test set ``source``.
+
+    ``recon``: the translations translated back (for ``recon_l1``, in [0, 1] units). ``columns``: more
+    columns of the row (dataset, train_seconds, steps, ...). Metrics that need ground truth are None
+    when ``source`` has none.
+    """
+    _, dst = parse_direction(direction)
+    row: dict[str, Any] = {"method": method, "direction": direction, **columns}
+    row.update({k: None for k in TRANSLATION_METRICS})
+    x = _images(source)
+    if len(fake) != len(x):
+        raise ValueError(f"{len(fake)} translations for {len(x)} source images")
+    if recon is not None:
+        row["recon_l1"] = float((to_unit_range(recon) - to_unit_range(x.float())).abs().mean())
+    if has_ground_truth(source):
+        fake01 = to_unit_range(fake)
+        row.update(M.evaluate_translation(fake01, source, dst, probe=probe))
+        if with_diversity:
+            row["diversity"] = M.diversity(fake01, dst, probe)
+    return normalize_row(row)
+
+
+def evaluate(translator: Any, test_sets: Mapping[str, Any], directions: Sequence[str] | str | None = None, *,
+             method: str, probe=None, conditions: Callable[[Any, str], Mapping[str, Any]] | None = None,
+             cycle: bool = True, with_diversity: bool = True, batch: int = 128, device=None,
+             outputs: dict | None = None, **columns: Any) -> list[dict[str, Any]]:
+    """Translate each direction's test set and measure it: one row per direction.
+
+    ``translator``: a :class:`~anime_lib.translation.Translator`, a generator module or a function
+    (see :func:`~anime_lib.translation.as_translator`). ``test_sets``: domain -> set (``dom.test``): a ToySet
+    (ground truth) or any set with ``.tensor()`` / a tensor in [-1, 1]. ``directions``: default, every
+    direction the translator knows. ``conditions(source_set, direction)``: per-image conditions for the call
+    (e.g. ``{"roll": ...}``). ``cycle``: also translate back (``recon_l1``) when the translator can.
+    ``outputs``: a dict that receives each direction's translations (CPU, [-1, 1]) for figures.
+    ``columns``: more columns for every row (``train_seconds=``, ``steps=``, ``dataset=`` ...).
+    """
+    if isinstance(directions, str):
+        directions = [directions]
+    model = as_translator(translator, directions or ("human->anime",))
+    directions = list(directions or model.directions)
+    rows = []
+    for direction in directions:
+        src, _ = parse_direction(direction)
+        if src not in test_sets:
+            raise KeyError(f"no test set for the source domain {src!r} (have {sorted(test_sets)})")
+        source = test_sets[src]
+        cond = dict(conditions(source, direction)) if conditions else {}
+        fake = translate_set(model, source, direction, batch=batch, device=device, **cond)
+        recon = None
+        if cycle and reverse(direction) in model.directions:
+            recon = translate_set(model, fake, reverse(direction), batch=batch, device=device, **cond)
+        if outputs is not None:
+            outputs[direction] = fake
+        rows.append(measure_translations(fake, source, direction, method=method, recon=recon, probe=probe,
+                                         with_diversity=with_diversity, **columns))
+    return rows
+
+
+def reference_rows(test_sets: Mapping[str, Any], directions: Iterable[str] = ("human->anime", "anime->human"),
+                   probe=None) -> list[dict[str, Any]]:
+    """The two reference points of every translation table, per direction: returning the input unchanged
+    ("identity (no translation)") and the ground-truth counterparts ("ground truth (perfect translator)").
+    Only for sets with ground truth; [] otherwise."""
+    rows = []
+    for direction in directions:
+        src, _ = parse_direction(direction)
+        source = test_sets[src]
+        if not has_ground_truth(source):
+            continue
+        rows.append(measure_translations(_images(source), source, direction, method="identity (no translation)",
+                                         probe=probe, with_diversity=False))
+        rows.append(measure_translations(source.counterpart().tensor(), source, direction,
+                                         method="ground truth (perfect translator)", probe=probe))
+    return rows
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """True when ``a`` is strictly better than ``b`` on ``metric`` (see :data:`BETTER`)."""
+    if metric not in BETTER:
+        raise KeyError(f"no direction of goodness known for {metric!r}; known: {sorted(BETTER)}")
+    return a > b if BETTER[metric] == "higher" else a < b
+
+
+def compare(row: Mapping[str, Any], reference: Mapping[str, Any], metrics: Iterable[str] | None = None,
+            ties: Mapping[str, float] | None = None) -> dict[str, str]:
+    """``{metric: "better" | "worse" | "tie"}`` of ``row`` against ``reference`` (both result rows).
+
+    ``ties``: absolute differences below which two values count as a tie (default 0: only equal values).
+    Metrics missing (None) in either row are left out.
+    """
+    ties = dict(ties or {})
+    out = {}
+    for m in metrics or [k for k in BETTER if k != "train_seconds"]:
+        a, b = row.get(m), reference.get(m)
+        if a is None or b is None:
+            continue
+        if abs(a - b) <= ties.get(m, 0.0):
+            out[m] = "tie"
+        else:
+            out[m] = "better" if better(m, a, b) else "worse"
+    return out
+
+
+def best(rows: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
+    """The row with the best ``metric`` (rows where it is None are skipped; None if none has it)."""
+    have = [r for r in rows if r.get(metric) is not None]
+    if not have:
+        return None
+    key = (lambda r: r[metric]) if BETTER[metric] == "lower" else (lambda r: -r[metric])
+    return min(have, key=key)
+
+
+def comparison_table(rows: Sequence[Mapping[str, Any]], reference: Mapping[str, Any],
+                     metrics: Sequence[str] = ("realism", "attr_preservation", "gt_l1", "toy_fid"),
+                     ties: Mapping[str, float] | None = None) -> str:
+    """A Markdown table: each row's values with "(better)", "(worse)" or "(tie)" against ``reference``."""
+    table = []
+    for r in rows:
+        verdict = compare(r, reference, metrics, ties)
+        line = {"method": r.get("method"), "direction": r.get("direction")}
+        for m in metrics:
+            v = r.get(m)
+            line[m] = None if v is None else (f"{v:.3f}" + (f" ({verdict[m]})" if m in verdict and r is not reference else ""))
+        table.append(line)
+    return to_markdown(table, ["method", "direction", *metrics])

@@ -1,0 +1,187 @@
+"""One home for the weights the lessons load: files committed in the repository and public checkpoints
+downloaded on request, each with its size and SHA-256, and one loader for every weights file.
+
+* :data:`WEIGHTS` lists every file by name: where it lives (``repo_path`` inside the package, or a ``url``
+  fetched into the cache folder), its size in bytes, its SHA-256 and what it is.
+* :func:`weights_path` returns a verified local path (downloading a public checkpoint on first use, with
+  the checks of :mod:`anime_lib.data.download`); a file whose size or hash is wrong is named, never used.
+* :func:`load_weights_file` is the one way the course reads a ``.pt`` file (checkpoints, the probe,
+  pretrained models): ``torch.load(weights_only=True)``, so a file can hold tensors and plain values
+  only, and every failure is a :class:`WeightsError` that names the file and says what to do.
+* :func:`pretrained_for` is what a lesson's ``USE_PRETRAINED`` switch asks: the shipped weights of one
+  trained model for a profile, or None (then the lesson trains it).
+
+Loading never runs code from a file: a file holding other Python objects is refused, and the message says
+so without suggesting ``weights_only=False``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["WeightsError", "WeightsFile", "WEIGHTS", "register", "weights_path", "load_weights_file",
+           "pretrained_for", "describe"]
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+class WeightsError(RuntimeError):
+    """A weights or checkpoint file is missing, corrupt, of the wrong size or hash, or unsafe to load."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One weights file. ``repo_path``: relative to the ``anime_lib`` package (committed files);
+    ``url``: a public checkpoint, fetched into ``cache_dir()/weights/<filename>`` on request.
+    ``lesson`` and ``profile`` say which lesson's trained model it is (for :func:`pretrained_for`)."""
+
+    name: str
+    description: str
+    size: int
+    sha256: str
+    repo_path: str | None = None
+    url: str | None = None
+    filename: str | None = None
+    lesson: str | None = None
+    profile: str | None = None
+    made_by: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.repo_path is None) == (self.url is None):
+            raise ValueError(f"{self.name}: give exactly one of repo_path (a committed file) and url (a download)")
+
+
+WEIGHTS: dict[str, WeightsFile] = {}
+
+
+def register(entry: WeightsFile) -> WeightsFile:
+    """Add ``entry`` to :data:`WEIGHTS` (a name is registered once)."""
+    if entry.name in WEIGHTS and WEIGHTS[entry.name] != entry:
+        raise ValueError(f"weights {entry.name!r} are registered already")
+    WEIGHTS[entry.name] = entry
+    return entry
+
+
+register(WeightsFile(
+    name="probe",
+    description="the ToyFaces probe (the instrument of every metric), 460k parameters",
+    size=1_864_569, sha256="0a124892f4058e4a75500d86d28811d7d854d844327e8e483fd3e95aef55ec42",
+    repo_path="weights/probe.pt", made_by="python -m anime_lib.probe",
+))
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept: ``$ANIME_LIB_CACHE``, else ``~/.cache/anime_lib``."""
+    return Path(os.environ.get("ANIME_LIB_CACHE", Path.home() / ".cache" / "anime_lib"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check(entry: WeightsFile, path: Path) -> None:
+    size = path.stat().st_size
+    if size != entry.size:
+        raise WeightsError(f"weights {entry.name!r} at {path} have {size:,} bytes, expected {entry.size:,}: the file is "
+                           f"truncated or another version. {_recover(entry, path)}")
+    digest = _sha256(path)
+    if digest != entry.sha256:
+        raise WeightsError(f"weights {entry.name!r} at {path} have sha256 {digest[:16]}..., expected "
+                           f"{entry.sha256[:16]}...: the file is corrupt or another version. {_recover(entry, path)}")
+
+
+def _recover(entry: WeightsFile, path: Path) -> str:
+    if entry.repo_path is not None:
+        how = f"recreate it with `{entry.made_by}`" if entry.made_by else "check out the file again"
+        return f"Restore it from the repository (`git checkout -- anime_lib/{entry.repo_path}`) or {how}."
+    return f"Delete {path} and run again to download it, or put a copy downloaded in a browser from {entry.url} there."
+
+
+def weights_path(name: str, download: bool = True) -> Path:
+    """A local, verified (size and SHA-256) path of the registered weights ``name``.
+
+    Committed files are read from the package; public checkpoints are downloaded into :func:`cache_dir` on
+    first use (``download=False``: raise instead). Raises :class:`WeightsError` naming the file and the fix.
+    """
+    if name not in WEIGHTS:
+        raise WeightsError(f"no weights named {name!r}; known: {', '.join(sorted(WEIGHTS)) or 'none'}")
+    entry = WEIGHTS[name]
+    if entry.repo_path is not None:
+        path = PACKAGE_ROOT / entry.repo_path
+        if not path.exists():
+            raise WeightsError(f"weights {name!r} are missing: {path} does not exist. {_recover(entry, path)}")
+    else:
+        path = cache_dir() / "weights" / (entry.filename or Path(entry.url).name)
+        if not path.exists():
+            if not download:
+                raise WeightsError(f"weights {name!r} are not downloaded yet ({path}); call weights_path({name!r}) "
+                                   f"with download=True where the network works")
+            from anime_lib.data.download import DownloadError, fetch_url
+
+            try:
+                fetch_url(entry.url, path, sha256=entry.sha256, min_bytes=entry.size)
+            except DownloadError as exc:
+                raise WeightsError(f"could not download weights {name!r}: {exc}") from exc
+    _check(entry, path)
+    return path
+
+
+def load_weights_file(path: str | os.PathLike, map_location: Any = "cpu", what: str = "weights file") -> Any:
+    """Read a ``.pt`` file with ``torch.load(weights_only=True)``: tensors, state dicts and plain values only.
+
+    Every failure is a :class:`WeightsError` naming the file: missing, a folder, empty, truncated or not a
+    torch file, or holding Python objects that a safe load refuses (it was not written by this course's code;
+    loading it anyway could run code hidden in it, so the course never does).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise WeightsError(f"{what} {path} is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{what} {path} is empty (0 bytes): a save was interrupted; delete it")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise WeightsError(
+                f"{what} {path} holds Python objects other than tensors and plain values, which a safe load refuses "
+                f"(loading them could run code hidden in the file). It was not written by this course's code: use "
+                f"a file saved as a state_dict, or delete this one.") from None
+        raise WeightsError(f"{what} {path} is corrupt or not a torch file ({_first_line(exc)}); delete it") from None
+    except Exception as exc:  # truncated zip, random bytes, ...
+        raise WeightsError(f"{what} {path} is corrupt or not a torch file ({type(exc).__name__}: "
+                           f"{_first_line(exc)}); delete it") from None
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    lines = str(exc).strip().splitlines()
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def pretrained_for(lesson: str, model: str, profile: str) -> WeightsFile | None:
+    """The registered weights of ``model`` trained by ``lesson`` for ``profile`` (or None: none shipped)."""
+    for entry in WEIGHTS.values():
+        if entry.lesson == lesson and entry.name.split("/")[-1] == model and entry.profile == profile:
+            return entry
+    return None
+
+
+def describe() -> str:
+    """A Markdown table of every registered weights file."""
+    lines = ["| name | what | size | sha256 | source |", "|---|---|---|---|---|"]
+    for e in WEIGHTS.values():
+        source = f"anime_lib/{e.repo_path}" if e.repo_path else e.url
+        lines.append(f"| {e.name} | {e.description} | {e.size / 1e6:.1f} MB | {e.sha256[:12]}... | {source} |")
+    return "\n".join(lines)
