@@ -8,6 +8,7 @@ Only ToyFaces sets also have ``records`` and ``counterpart()``, which the ground
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,9 @@ def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000,
     from anime_lib.data import registry
 
     # DATASET may also be the path of your own folder with trainA/trainB/testA/testB inside
-    folder = Path(dataset) if Path(dataset).is_dir() else registry.prepare(dataset, root=root)
+    folder = Path(dataset).expanduser()
+    if not folder.is_dir():
+        folder = registry.prepare(_dataset_name(dataset), root=root)
     train, test = {}, {}
     for dom, letter in DOMAIN_FOLDERS.items():
         for split, out, n in (("train", train, n_train), ("test", test, n_eval)):
@@ -93,11 +96,38 @@ def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000,
     return Domains(dataset, train, test, size)
 
 
+def _dataset_name(dataset: str) -> str:
+    """``dataset`` if it names a registry dataset; a clear error for a missing folder or an unknown name."""
+    import difflib
+
+    from anime_lib.data import registry
+    from anime_lib.data.images import FolderNotFoundError, missing_path_hint
+
+    names = registry.list_datasets()
+    if dataset in names:
+        return dataset
+    looks_like_path = any(sep in dataset for sep in ("/", "\\", os.sep)) or dataset.startswith(("~", "."))
+    if looks_like_path or Path(dataset).expanduser().exists():
+        what = "it is a file, not a folder" if Path(dataset).expanduser().exists() else \
+            f"nothing exists there{missing_path_hint(dataset)}"
+        raise FolderNotFoundError(
+            f"DATASET {dataset!r} is not a folder ({what}); give a folder with trainA/trainB/testA/testB "
+            f"inside, \"toyfaces\" or one of {names}"
+        )
+    close = difflib.get_close_matches(dataset, ["toyfaces", *names], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(
+        f"unknown DATASET {dataset!r}{hint}; choose \"toyfaces\", one of {names} or the path of a folder "
+        "with trainA/trainB/testA/testB inside"
+    )
+
+
 def read_folder(folder, domain: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
     """Every image of ``folder`` (at most ``limit``, a seeded random choice) as a uint8 ImageSet.
 
     Files go through :func:`anime_lib.data.images.load_image` (EXIF rotation, transparency, CMYK,
-    16-bit) and a centre crop; unreadable files are skipped and counted, never a crash halfway through.
+    16-bit) and a centre crop; unreadable files (corrupt, broken links, too large) are skipped and
+    named in a printed note, never a crash halfway through.
     """
     from anime_lib.data.images import ImageError, load_image, resize_and_crop
     from anime_lib.data.registry import list_images
@@ -108,17 +138,18 @@ def read_folder(folder, domain: str, size: int, limit: int | None = None, seed: 
     if limit is not None and len(files) > limit:
         pick = np.random.default_rng(seed).choice(len(files), size=limit, replace=False)
         files = [files[i] for i in sorted(pick)]
-    out, kept, bad = [], [], 0
+    out, kept, bad = [], [], []
     for f in tqdm(files, desc=f"reading {Path(folder).name}", leave=False):
         try:
             img = resize_and_crop(load_image(f, max_side=None), size)
-        except ImageError:
-            bad += 1
+        except ImageError as exc:
+            bad.append(str(exc))
             continue
         out.append(torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1))
         kept.append(f)
     if not out:
-        raise ValueError(f"none of the {len(files)} files in {folder} could be read as an image")
+        raise ValueError(f"none of the {len(files)} files in {folder} could be read as an image: {bad[0]}")
     if bad:
-        print(f"skipped {bad} unreadable file(s) in {folder}")
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        print(f"skipped {len(bad)} unreadable file(s) in {folder}: {'; '.join(bad[:3])}{more}")
     return ImageSet(torch.stack(out), domain, size, kept)

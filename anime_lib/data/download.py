@@ -27,7 +27,10 @@ from typing import Callable, Iterable, Union
 
 from tqdm.auto import tqdm
 
-__all__ = ["DownloadError", "fetch_url", "fetch_drive", "safe_extract", "verify_file"]
+__all__ = [
+    "DownloadError", "fetch_url", "fetch_drive", "safe_extract", "extract_into", "verify_file",
+    "verify_archive", "read_manifest", "MANIFEST_NAME", "ARCHIVE_SUFFIXES",
+]
 
 PathLike = Union[str, os.PathLike]  # typing.Union: requires-python is >= 3.9
 
@@ -35,6 +38,11 @@ PathLike = Union[str, os.PathLike]  # typing.Union: requires-python is >= 3.9
 HTML_SNIFF_MAX_BYTES = 10 * 1024 * 1024
 #: Archive members that are never extracted: macOS resource forks, Jupyter/Colab checkpoints.
 JUNK_NAMES = frozenset({"__MACOSX", ".ipynb_checkpoints", ".DS_Store"})
+#: Names that are checked as archives (zip or tar) before a download counts as done.
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+#: The list of files an extraction put into a dataset folder (one relative path per line); only
+#: these are ever removed or replaced by a later extraction, so your own files there are safe.
+MANIFEST_NAME = ".anime_lib_extracted.txt"
 _CHUNK = 1 << 20
 _USER_AGENT = "anime_lib-downloader/0.1 (+https://github.com/anime-face-course/human2anime)"
 
@@ -49,6 +57,8 @@ class DownloadError(RuntimeError):
         source: the URL or Drive id, so the reader can open it in a browser.
         drive: True for Google Drive sources; adds the quota explanation and the
             "copy it to your own Drive and mount it in Colab" advice.
+        advice: the first thing to do, replacing the default "retry later" (which cannot help
+            when, say, a broken archive sits on disk).
     """
 
     def __init__(
@@ -58,8 +68,10 @@ class DownloadError(RuntimeError):
         *,
         source: str | None = None,
         drive: bool = False,
+        advice: str | None = None,
     ) -> None:
         self.problem = problem
+        self.advice = advice
         self.dest = Path(dest) if dest is not None else None
         self.source = source
         self.drive = drive
@@ -75,7 +87,7 @@ class DownloadError(RuntimeError):
                 "is used up it sends an HTML page instead of the file."
             )
         lines.append("What to do:")
-        lines.append("  - retry later (network hiccups and Drive quotas usually clear within a day);")
+        lines.append(f"  - {self.advice or 'retry later (network hiccups and Drive quotas usually clear within a day)'};")
         browser = f" ({self._browser_url()})" if self.source else ""
         lines.append(f"  - or download the file in a browser{browser} and put it {where};")
         if self.drive:
@@ -168,6 +180,36 @@ def verify_file(
             )
 
 
+def _is_archive_name(name: str) -> bool:
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def verify_archive(path: PathLike, *, dest: PathLike | None = None, source: str | None = None,
+                   drive: bool = False) -> None:
+    """Check that ``path`` is a complete zip or tar archive; raise :class:`DownloadError` otherwise.
+
+    A zip must have a readable central directory (it sits at the very end, so a truncated zip
+    fails here) and a tar must list all its members (the whole file is read, decompressing .gz,
+    .bz2 and .xz). Nothing is extracted. ``dest`` is the path named in the message.
+    """
+    path = Path(path)
+    dest = Path(dest) if dest is not None else path
+    kw = dict(dest=dest, source=source, drive=drive)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                zf.infolist()
+            return
+        with tarfile.open(path, "r:*") as tf:
+            tf.getmembers()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise DownloadError(
+            f"The download of {dest.name} is not a complete zip or tar archive ({type(exc).__name__}: "
+            f"{_first_line(exc)}); it is truncated, corrupt or not the expected file.",
+            **kw,
+        ) from exc
+
+
 def _temp_path_next_to(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -199,9 +241,11 @@ def fetch_url(
     The body is streamed into a temporary file in ``dest``'s folder (with a tqdm progress bar
     when ``progress``), then checked with :func:`verify_file` (non-empty, ``min_bytes``,
     not an HTML page, ``sha256`` full digest or prefix) and the received size is compared with
-    the Content-Length header. HTTP errors, timeouts, dropped connections and short bodies
-    raise :class:`DownloadError`; ``dest`` is then left untouched. ``timeout`` is in seconds,
-    per socket operation. Returns ``dest`` as a Path.
+    the Content-Length header. A ``dest`` named like an archive (:data:`ARCHIVE_SUFFIXES`) must
+    also be a complete zip or tar (:func:`verify_archive`), which is what catches a truncated
+    body when the server sends no Content-Length. HTTP errors, timeouts, dropped connections and
+    short bodies raise :class:`DownloadError`; ``dest`` is then left untouched. ``timeout`` is in
+    seconds, per socket operation. Returns ``dest`` as a Path.
     """
     dest = Path(dest)
     tmp = _temp_path_next_to(dest)
@@ -249,6 +293,8 @@ def fetch_url(
                 **kw,
             )
         verify_file(tmp, dest=dest, sha256=sha256, min_bytes=min_bytes, content_type=content_type, source=url)
+        if _is_archive_name(dest.name):
+            verify_archive(tmp, dest=dest, source=url)
         os.replace(tmp, dest)
     finally:
         _unlink_quietly(tmp)
@@ -309,6 +355,8 @@ def fetch_drive(
                 **kw,
             )
         verify_file(tmp, dest=dest, sha256=sha256, min_bytes=min_bytes, source=file_id, drive=True)
+        if _is_archive_name(dest.name):
+            verify_archive(tmp, dest=dest, source=file_id, drive=True)
         os.replace(tmp, dest)
     finally:
         _unlink_quietly(tmp)
@@ -441,15 +489,15 @@ def safe_extract(archive: PathLike, target_dir: PathLike) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=f".{target.name}.extract-", dir=target.parent)).resolve()
     corrupt = (
-        f"The archive {archive} is corrupt or truncated, so it could not be extracted to {target}. "
-        "Delete it and download it again."
+        f"The archive {archive} is corrupt or truncated, so it could not be extracted to {target}."
     )
     try:
         if zipfile.is_zipfile(archive):
             try:
                 _extract_zip(archive, tmp_root, target)
             except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
-                raise DownloadError(f"{corrupt} ({type(exc).__name__}: {exc})", dest=archive) from exc
+                raise DownloadError(f"{corrupt} ({type(exc).__name__}: {exc})", dest=archive,
+                                    advice="delete it and download it again") from exc
         else:
             try:
                 is_tar = tarfile.is_tarfile(archive)
@@ -466,7 +514,8 @@ def safe_extract(archive: PathLike, target_dir: PathLike) -> Path:
             except DownloadError:
                 raise
             except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-                raise DownloadError(f"{corrupt} ({type(exc).__name__}: {exc})", dest=archive) from exc
+                raise DownloadError(f"{corrupt} ({type(exc).__name__}: {exc})", dest=archive,
+                                    advice="delete it and download it again") from exc
         _move_into_place(tmp_root, target)
     finally:
         if tmp_root.exists():
@@ -491,3 +540,107 @@ def _move_into_place(new: Path, target: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
     else:
         backup.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# Extracting into a folder that may hold your own files
+# --------------------------------------------------------------------------------------------
+def read_manifest(folder: PathLike) -> set[str]:
+    """The relative paths (POSIX) an earlier :func:`extract_into` wrote into ``folder`` (empty if none)."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        return set()
+    return {line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def _write_manifest(folder: Path, names: Iterable[str]) -> None:
+    tmp = folder / f"{MANIFEST_NAME}.part"
+    tmp.write_text("".join(f"{n}\n" for n in sorted(names)), encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST_NAME)
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    try:
+        if a.is_symlink() or b.is_symlink() or a.stat().st_size != b.stat().st_size:
+            return False
+        return _sha256_of(a) == _sha256_of(b)
+    except OSError:
+        return False
+
+
+def _aside_name(path: Path) -> Path:
+    """``name.kept``, or ``name.kept-2``, ... : a free name next to ``path`` (not an image suffix)."""
+    candidate = path.with_name(path.name + ".kept")
+    k = 2
+    while candidate.exists() or candidate.is_symlink():
+        candidate = path.with_name(f"{path.name}.kept-{k}")
+        k += 1
+    return candidate
+
+
+def extract_into(archive: PathLike, target_dir: PathLike) -> tuple[list[str], list[Path]]:
+    """Extract an archive into ``target_dir`` without ever losing a file that did not come from it.
+
+    The archive is first extracted completely (and checked) by :func:`safe_extract` into a
+    temporary folder next to ``target_dir``. Then:
+
+    - files that an earlier extraction wrote (listed in ``target_dir/.anime_lib_extracted.txt``,
+      :data:`MANIFEST_NAME`) and that this archive no longer holds are removed;
+    - every file of the archive is moved into place. Where a file that is *not* in the manifest
+      (yours) sits at the same path with different content, it is renamed to ``<name>.kept``
+      first (no image suffix, so image counts ignore it); identical files are simply replaced;
+    - the manifest is rewritten with the archive's files.
+
+    Everything else in ``target_dir`` (your notes, your own images, other folders) stays as it
+    is. Returns (the archive's files as relative POSIX paths, the paths of files renamed aside).
+    Raises :class:`DownloadError` like :func:`safe_extract` for an unsafe, corrupt or truncated
+    archive; ``target_dir`` is then untouched.
+    """
+    target = Path(target_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        try:
+            staged = safe_extract(archive, staging / "content")
+        except DownloadError as exc:  # name the real target, not the staging folder
+            raise DownloadError(exc.problem.replace(str(staging / "content"), str(target)), exc.dest,
+                                source=exc.source, drive=exc.drive, advice=exc.advice) from exc
+        files: list[str] = []
+        folders: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(staged):
+            rel_dir = Path(dirpath).relative_to(staged)
+            folders += [(rel_dir / d).as_posix() for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+            files += [(rel_dir / f).as_posix() for f in filenames]
+            files += [(rel_dir / d).as_posix() for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        previous = read_manifest(target)
+        target.mkdir(parents=True, exist_ok=True)
+        # Crash safety: list both sets before touching anything, so that an interrupted run leaves
+        # no extracted file that a later run would mistake for one of yours.
+        _write_manifest(target, previous | set(files))
+        for rel in sorted(previous - set(files)):
+            old = target / rel
+            if old.is_file() or old.is_symlink():
+                old.unlink()
+        for rel in folders:
+            out = target / rel
+            if out.exists() and not out.is_dir():
+                os.replace(out, _aside_name(out))
+            out.mkdir(parents=True, exist_ok=True)
+        kept_aside: list[Path] = []
+        for rel in files:
+            src, out = staged / rel, target / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.exists() or out.is_symlink():
+                if out.is_dir() and not out.is_symlink():
+                    aside = _aside_name(out)
+                    os.replace(out, aside)
+                    kept_aside.append(aside)
+                elif rel not in previous and not _same_content(src, out):
+                    aside = _aside_name(out)
+                    os.replace(out, aside)
+                    kept_aside.append(aside)
+            os.replace(src, out)
+        _write_manifest(target, files)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sorted(files), kept_aside

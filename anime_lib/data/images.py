@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
-    "ImageSource", "ImageError", "MIN_SIDE", "DEFAULT_MAX_SIDE", "MAX_PIXELS", "load_image", "to_unit",
+    "ImageSource", "ImageError", "FolderNotFoundError", "MIN_SIDE", "DEFAULT_MAX_SIDE", "MAX_PIXELS", "load_image", "to_unit",
     "to_signed", "resize_and_crop", "to_tensor", "to_image", "missing_path_hint", "require_cv2",
 ]
 
@@ -44,6 +44,10 @@ MAX_PIXELS = 250_000_000
 
 class ImageError(ValueError):
     """The input cannot be used as an image (not an image, a folder, a broken link, corrupt, too small, too large)."""
+
+
+class FolderNotFoundError(FileNotFoundError, ValueError):
+    """A folder of images does not exist (or is a file). Also a ValueError, as folder errors were before."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,7 +123,7 @@ def _refuse_if_too_large(img: Image.Image, name: str) -> None:
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise ImageError(
-            f"{name} is {w}x{h} = {w * h / 1e6:,.0f} Mpx, more than the {MAX_PIXELS / 1e6:,.0f} Mpx limit "
+            f"{name} is {w}x{h} px ({w * h / 1e6:,.1f} Mpx), more than the limit of {MAX_PIXELS:,} pixels "
             f"(decoding it would take about {w * h * 3 / 1e9:.1f} GB of memory); shrink it first, "
             "for example to 8000 px on the longer side"
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -25,8 +26,8 @@ import torch
 from torch.utils.data import Dataset
 
 from anime_lib.config import data_root
-from anime_lib.data.images import to_tensor
-from anime_lib.data.download import JUNK_NAMES, DownloadError, fetch_drive, fetch_url, safe_extract
+from anime_lib.data.download import JUNK_NAMES, DownloadError, extract_into, fetch_drive, fetch_url, read_manifest
+from anime_lib.data.images import FolderNotFoundError, missing_path_hint, to_tensor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -135,10 +136,16 @@ class DatasetSpec:
         return _root(root) / self.archive
 
     # checking ------------------------------------------------------------------------------
-    def counts(self, folder: PathLike) -> dict[str, int]:
-        """Images found in each layout folder under ``folder`` (0 for a missing folder)."""
+    def counts(self, folder: PathLike, only: set[Path] | None = None) -> dict[str, int]:
+        """Images found in each layout folder under ``folder`` (0 for a missing folder).
+
+        ``only``: count just these files (absolute paths), e.g. the ones an archive brought.
+        """
         folder = Path(folder)
-        return {sub: count_images(folder / sub) for sub in self.layout}
+        if only is None:
+            return {sub: count_images(folder / sub) for sub in self.layout}
+        return {sub: sum(p in only for p in list_images(folder / sub)) if (folder / sub).is_dir() else 0
+                for sub in self.layout}
 
     def counts_ok(self, counts: Mapping[str, int]) -> bool:
         """Whether ``counts`` satisfy :attr:`layout` (exactly, or as minimums)."""
@@ -156,8 +163,12 @@ class DatasetSpec:
         found, _ = self._search(self.folder(root))
         return found
 
-    def _search(self, top: Path, max_depth: int = 3) -> tuple[Path | None, dict[str, int] | None]:
-        """(complete folder or None, counts of the first candidate that had every sub-folder)."""
+    def _search(self, top: Path, max_depth: int = 3,
+                only: set[Path] | None = None) -> tuple[Path | None, dict[str, int] | None]:
+        """(complete folder or None, counts of the first candidate that had every sub-folder).
+
+        ``only``: count just these files (see :meth:`counts`).
+        """
         if not top.is_dir():
             return None, None
         first_counts: dict[str, int] | None = None
@@ -166,13 +177,13 @@ class DatasetSpec:
             nxt: list[Path] = []
             for d in level:
                 if all((d / sub).is_dir() for sub in self.layout):
-                    counts = self.counts(d)
+                    counts = self.counts(d, only)
                     if self.counts_ok(counts):
                         return d, counts
                     first_counts = first_counts or counts
                 nxt += sorted(p for p in d.iterdir() if p.is_dir() and not _hidden(p.name))
             level = nxt
-        return None, first_counts or self.counts(top)
+        return None, first_counts or self.counts(top, only)
 
     # getting it ----------------------------------------------------------------------------
     def prepare(
@@ -190,8 +201,14 @@ class DatasetSpec:
         2. Unless ``force``: if the archive is already at :meth:`archive_path` (for example
            downloaded in a browser), use it. Otherwise download it from ``url`` if given, else
            :attr:`url`, else Google Drive :attr:`drive_id`.
-        3. Extract with :func:`~anime_lib.data.download.safe_extract` into ``<root>/<name>``
-           (replacing what was there) and check every folder's image count.
+        3. Extract with :func:`~anime_lib.data.download.extract_into` into ``<root>/<name>`` and
+           check every folder's image count. Only files that came from an archive are ever
+           replaced or removed there; a file of yours in the way is renamed to ``<name>.kept``
+           (a warning says so), everything else of yours stays.
+
+        An archive that cannot be extracted (corrupt, truncated, unsafe) or that holds too few
+        images is moved aside to ``<archive>.broken`` (never deleted: it may be your only copy), so
+        the next call downloads a fresh one instead of failing on the same file again.
 
         Raises :class:`DownloadError` (download failed, archive unsafe or corrupt, wrong layout,
         or no automatic source), always with the exact path where a manual copy should go.
@@ -205,21 +222,56 @@ class DatasetSpec:
                 return found
         if force or not archive.is_file():
             self._download(archive, url=url, progress=progress)
-        safe_extract(archive, folder)
+        source = url or self.url or self.drive_id
+        drive = url is None and self.url is None and self.drive_id is not None
+        try:
+            _, kept = extract_into(archive, folder)
+        except DownloadError as exc:
+            aside = _move_aside(archive)
+            raise DownloadError(
+                f"{exc.problem} It was moved to {aside} so that no later call uses it again.",
+                dest=archive, source=source, drive=drive, advice=self._retry_advice(aside, url),
+            ) from exc
+        if kept:
+            warnings.warn(
+                f"{len(kept)} file(s) of yours in {folder} sat where the archive has files of the same name "
+                f"and were renamed, not overwritten: {', '.join(str(k) for k in kept[:3])}"
+                f"{' ...' if len(kept) > 3 else ''}",
+                stacklevel=2,
+            )
         found, counts = self._search(folder)
         if found is None:
             expected = ", ".join(f"{k}: {'' if self.exact else '>= '}{n}" for k, n in self.layout.items())
             got = ", ".join(f"{k}: {n}" for k, n in (counts or {}).items())
+            extracted = {folder / rel for rel in read_manifest(folder)}
+            from_archive, archive_counts = self._search(folder, only=extracted)
+            if from_archive is None:  # the archive itself falls short: incomplete or another dataset
+                aside = _move_aside(archive)
+                raise DownloadError(
+                    f"The archive {archive} was extracted to {folder}, but it does not have the "
+                    f"expected layout of {self.name!r}. Expected image counts {{{expected}}}, found "
+                    f"{{{got}}}. The archive is incomplete or a different dataset; it was moved to "
+                    f"{aside} so that no later call uses it again (the files it brought stay in {folder} "
+                    f"until the next extraction replaces them).",
+                    dest=archive, source=source, drive=drive, advice=self._retry_advice(aside, url),
+                )
+            yours = sorted(p for sub in self.layout for p in list_images(from_archive / sub) if p not in extracted)
             raise DownloadError(
-                f"The archive {archive} was extracted to {folder}, but it does not have the "
-                f"expected layout of {self.name!r}. Expected image counts {{{expected}}}, found "
-                f"{{{got}}}. The archive is probably incomplete or a different dataset; delete "
-                f"{archive} and call prepare(force=True), or fix the folder by hand.",
-                dest=archive,
-                source=url or self.url or self.drive_id,
-                drive=url is None and self.url is None and self.drive_id is not None,
+                f"The archive {archive} is complete, but {folder} also holds {len(yours)} image(s) that did not "
+                f"come from it ({', '.join(str(p.relative_to(folder)) for p in yours[:3])}"
+                f"{' ...' if len(yours) > 3 else ''}), so the image counts of {self.name!r} do not match: "
+                f"expected {{{expected}}}, found {{{got}}}. Nothing was deleted.",
+                dest=archive, source=source, drive=drive,
+                advice=f"move your own images out of {from_archive} (for example into a folder next to it) "
+                       "and call prepare() again",
             )
         return found
+
+    def _retry_advice(self, aside: Path, url: str | None) -> str:
+        if url or self.url or self.drive_id:
+            return (f"call prepare() again to download a fresh copy; delete {aside} once you no longer need it "
+                    "(a copy you downloaded by hand goes where the next line says)")
+        return f"download the archive again (see below); delete {aside} once you no longer need it"
 
     def _download(self, archive: Path, *, url: str | None, progress: bool) -> Path:
         source = url or self.url
@@ -275,6 +327,17 @@ class DatasetSpec:
             f"Download: {self.size}. Expected layout: {layout}. Terms: {self.terms}. "
             f"Offline or when the download fails: {self.manual_steps(root)}"
         )
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename an unusable archive to ``<name>.broken`` (``.broken-2``, ...) and return the new path."""
+    aside = path.with_name(path.name + ".broken")
+    k = 2
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.broken-{k}")
+        k += 1
+    os.replace(path, aside)
+    return aside
 
 
 def _root(root: PathLike | None) -> Path:
@@ -509,7 +572,8 @@ class UnpairedImageFolder(Dataset):
     @staticmethod
     def _images(folder: Path) -> list[Path]:
         if not folder.is_dir():
-            raise ValueError(f"{folder} is not a folder")
+            what = "it is a file" if folder.exists() else f"nothing exists there{missing_path_hint(folder)}"
+            raise FolderNotFoundError(f"{folder} is not a folder ({what})")
         files = list_images(folder)
         if not files:
             raise ValueError(
@@ -561,6 +625,8 @@ def local_folder(
     if path_b is not None:
         return UnpairedImageFolder(path, path_b, size=size)
     root = Path(path)
+    if not root.is_dir():
+        raise FolderNotFoundError(f"{root} is not a folder (nothing exists there{missing_path_hint(root)})")
     a, b = root / f"{split}A", root / f"{split}B"
     if a.is_dir() and b.is_dir():
         return UnpairedImageFolder(a, b, size=size)
