@@ -136,7 +136,8 @@ def weights_path(name: str, download: bool = True) -> Path:
     return path
 
 
-def load_weights_file(path: str | os.PathLike, map_location: Any = "cpu", what: str = "weights file") -> Any:
+def load_weights_file(path: str | os.PathLike, map_location: Any = "cpu", what: str = "weights file",
+                      advice: str = "delete it") -> Any:
     """Read a ``.pt`` file with ``torch.load(weights_only=True)``: tensors, state dicts and plain values only.
 
     Every failure is a :class:`WeightsError` naming the file: missing, a folder, empty, truncated or not a
@@ -144,12 +145,13 @@ def load_weights_file(path: str | os.PathLike, map_location: Any = "cpu", what: 
     loading it anyway could run code hidden in it, so the course never does).
     """
     path = Path(path)
+    noun = what.split()[-1]
     if not path.exists():
         raise WeightsError(f"{what} {path} does not exist")
     if path.is_dir():
         raise WeightsError(f"{what} {path} is a folder, not a file")
     if path.stat().st_size == 0:
-        raise WeightsError(f"{what} {path} is empty (0 bytes): a save was interrupted; delete it")
+        raise WeightsError(f"{what} {path} is empty (0 bytes): a save was interrupted; {advice}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -157,11 +159,11 @@ def load_weights_file(path: str | os.PathLike, map_location: Any = "cpu", what: 
             raise WeightsError(
                 f"{what} {path} holds Python objects other than tensors and plain values, which a safe load refuses "
                 f"(loading them could run code hidden in the file). It was not written by this course's code: use "
-                f"a file saved as a state_dict, or delete this one.") from None
-        raise WeightsError(f"{what} {path} is corrupt or not a torch file ({_first_line(exc)}); delete it") from None
+                f"a file saved as a state_dict; {advice}") from None
+        raise WeightsError(f"{what} {path} is corrupt or not a {noun} ({_first_line(exc)}); {advice}") from None
     except Exception as exc:  # truncated zip, random bytes, ...
-        raise WeightsError(f"{what} {path} is corrupt or not a torch file ({type(exc).__name__}: "
-                           f"{_first_line(exc)}); delete it") from None
+        raise WeightsError(f"{what} {path} is corrupt or not a {noun} ({type(exc).__name__}: "
+                           f"{_first_line(exc)}); {advice}") from None
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:

@@ -150,9 +150,10 @@ class Checkpointer:
         if not path.exists():
             raise FileNotFoundError(f"no checkpoint at {path}")
         try:
-            state = load_weights_file(path, map_location=map_location, what="checkpoint")
+            state = load_weights_file(path, map_location=map_location, what="checkpoint",
+                                      advice="delete it to start fresh")
         except WeightsError as exc:
-            raise CheckpointError(f"{exc}; delete it to start fresh") from None
+            raise CheckpointError(str(exc)) from None
         if not isinstance(state, dict):
             raise CheckpointError(
                 f"checkpoint {path} is corrupt or not a checkpoint: expected a dict, found "
@@ -792,6 +793,7 @@ class Run:
 
         def state_fn() -> dict[str, Any]:
             seconds = clock["before"] + time.perf_counter() - clock["t0"]
+            clock["saved"] = seconds  # the last save is at the end of the session: the run's total so far
             return {**state_of(**save), "rng": rng_state(), "config": config, "train_seconds": seconds}
 
         def restore_fn(state: Mapping[str, Any]) -> None:
@@ -805,11 +807,7 @@ class Run:
                             state_fn=state_fn, restore_fn=restore_fn, time_budget_s=time_budget_s,
                             sample_fn=sample_fn, sample_every=sample_every, log_every=log_every,
                             record_every=record_every, desc=self.name, progress=progress)
-        if result.resumed_from is not None and result.resumed_from >= n_steps:
-            total = clock["before"]  # nothing trained in this session
-        else:
-            total = clock["before"] + result.seconds
-        return RunResult(**vars(result), train_seconds=total)
+        return RunResult(**vars(result), train_seconds=clock.get("saved", clock["before"]))
 
     def _load_pretrained(self, save: Mapping[str, Any], config: Mapping[str, Any]) -> RunResult:
         from anime_lib.pretrained import load_weights_file, weights_path
