@@ -7,8 +7,14 @@
 ``run`` executes each lesson with papermill into ``<out>/<lesson>.ipynb`` (``<out>`` defaults to
 ``runs/<YYYYmmdd-HHMMSS>`` of the checkout, see :func:`runs_root`), injecting ``PROFILE=<profile>``
 and ``OUT_DIR=<out>/<lesson>`` (plus any ``--param``), with the notebooks folder as working directory
-and the ``python3`` kernel. A lesson that fails is recorded and the run
-goes on. At the end every ``metrics.json`` of the run is collected into ``<out>/results.json`` and
+and the ``python3`` kernel. Every cell may run at most ``--timeout`` seconds (default
+:data:`DEFAULT_CELL_TIMEOUT`, 900 s; ``--timeout 0`` means no limit), and the kernel gets
+``ANIME_LIB_HEADLESS=1`` so that widget helpers draw static figures instead of waiting for a frontend
+(:mod:`anime_lib.widgets`). ``--param`` values are checked against the type of the parameters cell's
+defaults, and an empty ``--only`` is refused, before any lesson starts. While a run writes into a
+folder it holds ``<out>/.course-run.lock``; a second run into the same folder is refused until the
+first ends (re-running lessons into a finished run folder is fine). A lesson that fails is recorded
+and the run goes on. At the end every ``metrics.json`` of the run is collected into ``<out>/results.json`` and
 ``<out>/results.md`` (one row per trained model, wall times, failures) and the table is printed.
 The exit status is 1 when any lesson failed.
 """
@@ -19,21 +25,29 @@ import ast
 import json
 import math
 import os
+import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
 from anime_lib import config, results
-from anime_lib.notebook_meta import UPPER_CASE, read_notebook
+from anime_lib.notebook_meta import UPPER_CASE, parameters_cell, read_notebook
 
 KERNEL = "python3"
 #: Parameters the runners set themselves; ``--param`` may not override them.
 RESERVED_PARAMETERS = ("PROFILE", "OUT_DIR")
+#: Longest time (seconds) one cell may run in the course runner and in sweeps unless ``--timeout``
+#: says otherwise; a hanging cell then fails its lesson instead of blocking the run forever.
+DEFAULT_CELL_TIMEOUT = 900.0
+#: Set to 1 in the environment of every kernel the runners start: no interactive frontend there.
+HEADLESS_ENV = "ANIME_LIB_HEADLESS"
+LOCK_NAME = ".course-run.lock"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -68,15 +82,21 @@ def find_notebooks(notebooks_dir: str | os.PathLike | None = None,
     """Lesson notebooks ``NN_*.ipynb`` of ``notebooks_dir``, sorted, filtered by ``only``.
 
     ``only`` holds lesson numbers ("04", "4") or lesson ids / id prefixes, as a list or a comma
-    separated string. A number or name that matches no lesson raises ``ValueError``.
+    separated string; None means every lesson. A number or name that matches no lesson, and a
+    selection that names no lesson at all (``--only ,``, ``only=[]``), raise ``ValueError``.
     """
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     if not folder.is_dir():
         raise ValueError(f"notebooks folder {folder} does not exist")
     lessons = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.is_file())
     tokens = _only_tokens(only)
-    if not tokens:
+    if only is None:
         return lessons
+    if not tokens:
+        raise ValueError(
+            f"--only {only if isinstance(only, str) else ','.join(map(str, only))!r} names no lesson; "
+            "give lesson numbers or ids such as 04,05, or leave --only out to run every lesson"
+        )
     chosen: list[Path] = []
     for tok in tokens:
         prefix = tok.zfill(2) + "_" if tok.isdigit() else tok
@@ -135,6 +155,151 @@ def check_extra_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return params
 
 
+_UNKNOWN = object()  # a default that is not a literal (computed in the cell): any value goes
+
+
+def parameter_defaults(path: str | os.PathLike) -> dict[str, Any]:
+    """``{NAME: default}`` of a notebook's parameters cell; defaults that are not literals are omitted.
+
+    Raises :class:`~anime_lib.notebook_meta.NotebookConventionError` (a ``ValueError``) when the
+    notebook has no single parameters cell, ``SyntaxError`` for a cell that is not Python.
+    """
+    tree = ast.parse("".join(parameters_cell(path).get("source", "")))
+    out: dict[str, Any] = {}
+    for stmt in tree.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+        value = getattr(stmt, "value", None)
+        for target in targets:
+            if isinstance(target, ast.Name) and value is not None:
+                try:
+                    out[target.id] = ast.literal_eval(value)
+                except ValueError:
+                    out[target.id] = _UNKNOWN
+    return {k: v for k, v in out.items() if v is not _UNKNOWN}
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def param_type_problem(name: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot replace ``default`` (None when it can).
+
+    Pragmatic rules: a None default accepts anything (its comment says what it means); a bool
+    accepts bools; an int accepts ints (not bools); a float accepts ints and floats; a str accepts
+    strings; a list or tuple accepts lists and tuples; a dict accepts dicts. Any parameter accepts
+    None (papermill's way of saying "the profile's default").
+    """
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if ok:
+        return None
+    return (f"{name}={value!r} is a {_type_name(value)}, but the default {name} = {default!r} is a "
+            f"{_type_name(default)}")
+
+
+def check_param_types(params: Mapping[str, Any], notebooks: Iterable[str | os.PathLike]) -> None:
+    """Refuse, before anything runs, values whose type does not fit a lesson's default (:func:`param_type_problem`).
+
+    Only names that a lesson's parameters cell defines are checked against that lesson.
+    """
+    problems = []
+    for path in notebooks:
+        defaults = parameter_defaults(path)
+        for name, value in params.items():
+            if name in defaults:
+                problem = param_type_problem(name, value, defaults[name])
+                if problem:
+                    problems.append(f"{Path(path).stem}: {problem}")
+    if problems:
+        raise ValueError("parameter values of the wrong type: " + "; ".join(problems)
+                         + ". Write numbers as numbers (N_STEPS=300), strings as text, True/False for switches.")
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike, what: str = "course run") -> Iterator[Path]:
+    """Hold ``<run_dir>/.course-run.lock`` while a run writes there; refuse a second concurrent run.
+
+    The lock file names the process (host, pid, start time). A lock left by a process that no longer
+    runs on this host is taken over; any other lock raises ``ValueError`` saying what to do.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_NAME
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "what": what,
+          "started": datetime.now().astimezone().isoformat(timespec="seconds")}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+                lock.unlink(missing_ok=True)  # left behind by a run that was killed: take it over
+                continue
+            raise ValueError(
+                f"another {holder.get('what', 'run')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+                f"started {holder.get('started', '?')}) is writing into {run_dir}; wait for it to finish or choose "
+                f"another --out. If no run is active there, delete {lock}."
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _headless_kernel_env() -> Iterator[None]:
+    """Set :data:`HEADLESS_ENV` for the kernels started inside (they inherit the environment)."""
+    old = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = old
+
+
+def new_run_dir(parent: str | os.PathLike, name: str) -> Path:
+    """``<parent>/<name>``, or ``<name>-2``, ``-3``, ... when it exists (two runs started in one second)."""
+    parent = Path(parent)
+    candidate, k = parent / name, 2
+    while candidate.exists():
+        candidate, k = parent / f"{name}-{k}", k + 1
+    return candidate
+
+
 @dataclass
 class NotebookRun:
     """The outcome of executing one notebook."""
@@ -173,13 +338,14 @@ def execute_notebook(
     *,
     cwd: str | os.PathLike,
     out_dir: str | os.PathLike,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_CELL_TIMEOUT,
     progress: bool = True,
 ) -> NotebookRun:
     """Execute ``source`` with papermill into ``executed``, injecting ``parameters``; never raises on failure.
 
-    ``timeout`` is the longest one cell may run (papermill's ``execution_timeout``); None means no
-    limit. Errors are caught and summarised in the returned :class:`NotebookRun`.
+    ``timeout`` is the longest one cell may run (papermill's ``execution_timeout``), by default
+    :data:`DEFAULT_CELL_TIMEOUT`; None or 0 means no limit. The kernel runs with
+    ``ANIME_LIB_HEADLESS=1``. Errors are caught and summarised in the returned :class:`NotebookRun`.
     """
     import papermill as pm  # imported here: it is slow to import and only the runners need it
 
@@ -188,15 +354,16 @@ def execute_notebook(
     start = time.perf_counter()
     error: str | None = None
     try:
-        pm.execute_notebook(
-            str(source),
-            str(executed),
-            parameters=dict(parameters),
-            kernel_name=KERNEL,
-            cwd=str(cwd),
-            progress_bar=progress,
-            execution_timeout=None if timeout is None else max(1, math.ceil(timeout)),
-        )
+        with _headless_kernel_env():
+            pm.execute_notebook(
+                str(source),
+                str(executed),
+                parameters=dict(parameters),
+                kernel_name=KERNEL,
+                cwd=str(cwd),
+                progress_bar=progress,
+                execution_timeout=None if not timeout else max(1, math.ceil(timeout)),
+            )
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # any failure of the lesson is recorded, the run goes on
@@ -236,7 +403,7 @@ def run_course(
     only: str | Iterable[str] | None = None,
     out: str | os.PathLike | None = None,
     notebooks_dir: str | os.PathLike | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_CELL_TIMEOUT,
     *,
     params: Mapping[str, Any] | None = None,
     progress: bool = True,
@@ -247,16 +414,24 @@ def run_course(
     existing run folder (``out`` plus ``only``) updates its rows and keeps the others.
     Returns the content of ``results.json`` plus ``"results_md"`` (the Markdown text) and
     ``"run_dir"``. ``params`` are extra parameters injected into every lesson (``--param``).
-    Raises ``ValueError`` for a bad profile, folder, ``only`` or parameter before anything runs.
+    ``timeout``: seconds one cell may run (default :data:`DEFAULT_CELL_TIMEOUT`; None or 0: no limit).
+    Raises ``ValueError`` for a bad profile, folder, ``only`` or parameter (name or type) before
+    anything runs, and when another run is writing into the same folder (:func:`run_lock`).
     """
     resolved = config.resolve_profile(profile)
     reason = config.profile_reason(profile)
     extra = check_extra_params(params)
     folder = (Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()).resolve()
     lessons = find_notebooks(folder, only)
-    run_dir = Path(out if out is not None else runs_root() / timestamp()).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_param_types(extra, lessons)
+    run_dir = Path(out if out is not None else new_run_dir(runs_root(), timestamp())).resolve()
+    with run_lock(run_dir, "course run"):
+        return _run_lessons(lessons, run_dir, folder, resolved, reason, extra, timeout, progress)
 
+
+def _run_lessons(lessons: Sequence[Path], run_dir: Path, folder: Path, resolved: str, reason: str,
+                 extra: Mapping[str, Any], timeout: float | None, progress: bool) -> dict[str, Any]:
+    """The body of :func:`run_course`, run while the folder's lock is held."""
     print(f"profile: {resolved} ({reason})")
     print(f"{len(lessons)} lesson(s) from {folder} -> {run_dir}")
     started = datetime.now().astimezone().isoformat(timespec="seconds")
@@ -319,8 +494,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="run folder (default: runs/<YYYYmmdd-HHMMSS> in the checkout)")
     run.add_argument("--notebooks", type=Path, default=None,
                      help="folder of the lesson notebooks (default: the repository's notebooks/)")
-    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                     help="longest time one cell may run (default: no limit)")
+    run.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
+                     help=f"longest time one cell may run (default: {DEFAULT_CELL_TIMEOUT:g}; 0: no limit)")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="inject a parameter into every lesson (repeatable; VALUE is a Python literal or a string)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -18,6 +18,12 @@ Each grid point runs with papermill into ``<out>/<i>_<NAME=value...>/`` (execute
 ``<out>/sweep.json``, ``sweep.md`` and ``sweep.png`` (a heatmap per metric for a 2-parameter grid, a
 line per metric for 1 parameter, bars over the points otherwise). A failed point is recorded and
 the sweep goes on; the exit status is 1 when any point failed.
+
+Before anything runs, the file is checked: parameter names against the lesson's parameters cell,
+their values against the type of its defaults, and metric names against the standard result
+columns plus the column names the lesson's code writes (quoted names such as ``"recon_l1"``). Each
+cell may run at most ``--timeout`` seconds (default 900; 0: no limit), the kernels run headless
+(``ANIME_LIB_HEADLESS=1``), and the sweep folder is locked while the sweep writes there.
 """
 from __future__ import annotations
 
@@ -37,8 +43,19 @@ import yaml
 from tqdm.auto import tqdm
 
 from anime_lib import config, results
-from anime_lib.course import RESERVED_PARAMETERS, NotebookRun, execute_notebook, runs_root, timestamp
-from anime_lib.notebook_meta import NotebookConventionError, parameter_names
+from anime_lib.course import (
+    DEFAULT_CELL_TIMEOUT,
+    RESERVED_PARAMETERS,
+    NotebookRun,
+    execute_notebook,
+    new_run_dir,
+    param_type_problem,
+    parameter_defaults,
+    run_lock,
+    runs_root,
+    timestamp,
+)
+from anime_lib.notebook_meta import NotebookConventionError, parameter_names, read_notebook
 
 SPEC_KEYS = ("notebook", "profile", "fixed", "grid", "metrics", "select")
 DEFAULT_METRICS: tuple[str, ...] = ("realism", "attr_preservation", "gt_l1", "toy_fid", "diversity")
@@ -105,6 +122,42 @@ def _check_names(kind: str, names: Sequence[str], known: Sequence[str], source: 
             )
 
 
+def _check_values(kind: str, values: Mapping[str, Sequence[Any]], defaults: Mapping[str, Any], source: Path,
+                  notebook: Path) -> None:
+    for name, options in values.items():
+        for value in options:
+            problem = param_type_problem(name, value, defaults.get(name))
+            if problem:
+                raise SweepError(f"{source}: {kind}: {problem} in the parameters cell of {notebook.name}")
+
+
+def lesson_columns(notebook: str | os.PathLike) -> list[str]:
+    """Column names a sweep may tabulate for ``notebook``: the standard result columns, then every
+    quoted snake_case name in the lesson's code cells (the keys its result rows can hold)."""
+    names = list(results.RESULT_COLUMNS)
+    for cell in read_notebook(notebook).cells:
+        if cell.get("cell_type") != "code":
+            continue
+        for match in re.finditer(r"""["']([a-z][a-z0-9_]*)["']""", "".join(cell.get("source", ""))):
+            if match.group(1) not in names:
+                names.append(match.group(1))
+    return names
+
+
+def _check_metrics(metrics: Sequence[str], notebook: Path, source: Path) -> None:
+    import difflib
+
+    known = lesson_columns(notebook)
+    for metric in metrics:
+        if metric not in known:
+            close = difflib.get_close_matches(metric, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise SweepError(
+                f"{source}: metric {metric!r} is neither a standard result column ({', '.join(results.RESULT_COLUMNS)}) "
+                f"nor a column name that {notebook.name} writes{hint}"
+            )
+
+
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
     """Read and validate a sweep file; raises :class:`SweepError` with a message saying what to fix."""
     source = Path(path)
@@ -143,9 +196,17 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
     if both:
         raise SweepError(f"{source}: {', '.join(both)} appear(s) in both 'fixed' and 'grid'")
 
+    try:
+        defaults = parameter_defaults(notebook)
+    except SyntaxError as exc:
+        raise SweepError(f"{source}: the parameters cell of {notebook.name} is not valid Python: {exc}") from exc
+    _check_values("grid", grid, defaults, source, notebook)
+    _check_values("fixed", {k: [v] for k, v in fixed.items()}, defaults, source, notebook)
+
     metrics = data.get("metrics", list(DEFAULT_METRICS))
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise SweepError(f"{source}: 'metrics' must be a non-empty list of column names such as toy_fid")
+    _check_metrics(metrics, notebook, source)
 
     select = data.get("select") or {}
     if not isinstance(select, dict):
@@ -367,7 +428,7 @@ def run_sweep(
     profile: str | None = None,
     out: str | os.PathLike | None = None,
     dry_run: bool = False,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_CELL_TIMEOUT,
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -376,11 +437,13 @@ def run_sweep(
     ``profile`` overrides the file's profile. With ``dry_run`` nothing runs and nothing is written:
     the returned dict lists the points with their parameters and folders. Otherwise it returns the
     content of ``sweep.json`` plus ``"run_dir"``. Raises :class:`SweepError` for an invalid file.
+    ``timeout``: seconds one cell may run (default 900; None or 0: no limit). Raises ``ValueError``
+    when another sweep or course run is writing into the same folder.
     """
     spec = load_sweep(spec_path)
     chosen_profile = profile if profile is not None else spec.profile
     resolved = config.resolve_profile(chosen_profile)
-    run_dir = Path(out if out is not None else runs_root() / "sweeps" / f"{spec.name}-{timestamp()}").resolve()
+    run_dir = Path(out if out is not None else new_run_dir(runs_root() / "sweeps", f"{spec.name}-{timestamp()}")).resolve()
     points = spec.points()
     width = max(2, len(str(len(points) - 1)))
     plan = []
@@ -399,7 +462,13 @@ def run_sweep(
                 "points": [{"index": i, "label": point_label(p), "dir": str(f), "parameters": results.json_safe(a)}
                            for i, p, f, a in plan]}
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir, f"sweep {spec.name}"):
+        return _run_points(spec, plan, run_dir, resolved, width, timeout, progress)
+
+
+def _run_points(spec: SweepSpec, plan: Sequence[tuple], run_dir: Path, resolved: str, width: int,
+                timeout: float | None, progress: bool) -> dict[str, Any]:
+    """The body of :func:`run_sweep`, run while the folder's lock is held."""
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     records = []
     bar = tqdm(plan, desc=f"sweep {spec.name}", unit="point", disable=not progress, file=sys.stderr)
@@ -442,8 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default=None, help="smoke, cpu, gpu or auto (default: the file's, else auto)")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/sweeps/<name>-<timestamp>)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the points without running them")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="longest time one cell may run (default: no limit)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
+                        help=f"longest time one cell may run (default: {DEFAULT_CELL_TIMEOUT:g}; 0: no limit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:

@@ -1,10 +1,19 @@
 """Slider explorers for the lessons, with a static fallback for papermill, CI and plain Python.
 
 ``slider_explorer(render_fn, controls)`` turns a small spec into ipywidgets controls and re-renders
-``render_fn(**values)`` whenever one moves. Without a live notebook frontend (no ipywidgets, not in
-a kernel, or ``ANIME_LIB_STATIC_WIDGETS=1`` in the environment, which is what the sweeps set) it
-renders a few fixed settings instead and returns those figures, so every notebook still runs top to
-bottom and still shows pictures.
+``render_fn(**values)`` whenever one moves. Without a live notebook frontend it renders a few fixed
+settings instead and returns those figures (static matplotlib figures), so every notebook still runs
+top to bottom, never waits for a frontend, and still shows pictures.
+
+Headless means any of (see :func:`is_headless`):
+
+- ``ANIME_LIB_HEADLESS=1`` in the environment: the course runner and the sweeps set it for every kernel
+  they start, and the test suite sets it (``tests/conftest.py``) for the kernels of nbval, nbclient and
+  papermill; ``ANIME_LIB_STATIC_WIDGETS=1`` is the older name and still works;
+- ``ANIME_LIB_PROFILE=smoke`` in the environment (automated test runs);
+- no IPython kernel (plain Python), or ipywidgets not installed.
+
+A notebook opened in Jupyter, Colab or VS Code has none of these and gets live sliders.
 
 Control spec (one entry per keyword argument of ``render_fn``):
 
@@ -30,15 +39,26 @@ from functools import partial
 from numbers import Integral, Real
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["widgets_available", "slider_explorer", "StaticFigures"]
+__all__ = ["is_headless", "widgets_available", "slider_explorer", "StaticFigures"]
 
 STATIC_ENV = "ANIME_LIB_STATIC_WIDGETS"
+HEADLESS_ENV = "ANIME_LIB_HEADLESS"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def is_headless() -> bool:
+    """True when automatic execution is signalled: ``ANIME_LIB_HEADLESS`` or ``ANIME_LIB_STATIC_WIDGETS``
+    set to 1/true/yes, or ``ANIME_LIB_PROFILE=smoke``. No frontend will ever draw a widget then."""
+    env = os.environ
+    if any(env.get(k, "").strip().lower() in _TRUE for k in (HEADLESS_ENV, STATIC_ENV)):
+        return True
+    return env.get("ANIME_LIB_PROFILE", "").strip().lower() == "smoke"
 
 
 def widgets_available() -> bool:
-    """True when live widgets can be shown: ipywidgets importable, running in an IPython kernel
-    (Jupyter, Colab, VS Code), and ``ANIME_LIB_STATIC_WIDGETS`` not set to 1."""
-    if os.environ.get(STATIC_ENV, "").strip().lower() in ("1", "true", "yes"):
+    """True when live widgets can be shown: not :func:`is_headless`, ipywidgets importable, and
+    running in an IPython kernel (Jupyter, Colab, VS Code)."""
+    if is_headless():
         return False
     try:
         import ipywidgets  # noqa: F401

@@ -1,11 +1,19 @@
-"""Shared test helpers: build small synthetic notebooks with nbformat."""
+"""Shared test helpers: build small synthetic notebooks with nbformat.
+
+Every kernel the tests start (nbval, nbclient, papermill) inherits this process's environment, so
+``ANIME_LIB_HEADLESS=1`` set here makes widget helpers draw static figures instead of waiting for a
+frontend that never comes (:mod:`anime_lib.widgets`).
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
 import nbformat
 import pytest
+
+os.environ.setdefault("ANIME_LIB_HEADLESS", "1")
 
 # A cell spec: ("markdown" | "code", source) or ("code", source, [tags])
 CellSpec = Union[tuple[str, str], tuple[str, str, Sequence[str]]]
