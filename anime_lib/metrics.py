@@ -354,12 +354,51 @@ def inception_weights_path() -> Path | None:
     return p if p.exists() else None
 
 
-def inception_fid_kid(fake01: torch.Tensor, real01: torch.Tensor, kid_subset: int = 100) -> dict[str, float]:
-    """Standard FID and KID (Inception-v3 pool features) between two image sets in [0, 1].
+def inception_fid_kid(fake01: torch.Tensor, real01: torch.Tensor, kid_subset: int = 100, *,
+                      feature_extractor: nn.Module | None = None, batch: int = 64) -> dict[str, float]:
+    """Standard FID and KID (Inception-v3 pool features, 2048-d) between two image sets in [0, 1].
 
-    Needs the ``torch-fidelity`` package and its Inception weights (downloaded automatically in
-    Colab on first use). Offline, raises :class:`MetricUnavailable` with what to do; it never
-    substitutes a number.
+    ``fake01`` and ``real01``: (N, 3, H, W) tensors in [0, 1] (or uint8), at least 2 images each.
+    Returns ``{"fid": ..., "kid": ..., "kid_std": ...}`` (0 for identical distributions; lower is
+    better). Each image set goes through the feature extractor once, in batches of ``batch``
+    images; the features feed torchmetrics' ``FrechetInceptionDistance`` and
+    ``KernelInceptionDistance`` (KID subsets of ``min(kid_subset, N_fake, N_real)`` images).
+
+    ``feature_extractor``: None for Inception-v3, which needs the ``torch-fidelity`` package and
+    its weights (downloaded automatically in Colab on first use); offline it raises
+    :class:`MetricUnavailable` with what to do and never substitutes a number. Any other
+    ``nn.Module`` (or callable) mapping float images (n, 3, H, W) in [0, 1] to features (n, D) is
+    used instead, with the same maths (tests use a tiny stand-in; the numbers are then not
+    comparable with published Inception FIDs).
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    x, y = _check01(fake01), _check01(real01, "real images")
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError(f"FID/KID need at least 2 images per set, got {len(x)} fake and {len(y)} real")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    extract = feature_extractor if feature_extractor is not None else _inception_extractor()
+    fake_features = _batched_features(extract, x, batch)
+    real_features = _batched_features(extract, y, batch)
+    dim = int(real_features.shape[1])
+    if fake_features.shape[1] != dim:
+        raise ValueError(f"the feature extractor gave {fake_features.shape[1]} features for the fake images and "
+                         f"{dim} for the real ones")
+    fid = FrechetInceptionDistance(feature=_Precomputed(dim))
+    kid = KernelInceptionDistance(feature=_Precomputed(dim), subset_size=min(kid_subset, len(x), len(y)))
+    for metric in (fid, kid):
+        metric.update(real_features, real=True)
+        metric.update(fake_features, real=False)
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
+
+
+def _inception_extractor():
+    """torchmetrics' Inception-v3 (torch-fidelity weights) as a function of float images in [0, 1] -> (n, 2048).
+
+    Raises :class:`MetricUnavailable` when torch-fidelity or the weights (offline) are missing.
     """
     try:
         import torch_fidelity  # noqa: F401
@@ -374,16 +413,23 @@ def inception_fid_kid(fake01: torch.Tensor, real01: torch.Tensor, kid_subset: in
             "the network works (Colab), or copy the file into ~/.cache/torch/hub/checkpoints/."
         )
     from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
 
-    x, y = _check01(fake01), _check01(real01, "real images")
-    fid = FrechetInceptionDistance(normalize=True)
-    kid = KernelInceptionDistance(normalize=True, subset_size=min(kid_subset, len(x), len(y)))
-    for m in (fid, kid):
-        _update(m, y, real=True, batch=64)
-        _update(m, x, real=False, batch=64)
-    kid_mean, kid_std = kid.compute()
-    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
+    net = FrechetInceptionDistance(feature=2048).inception  # expects uint8 images in [0, 255]
+    return lambda images01: net((images01 * 255).round().to(torch.uint8))
+
+
+@torch.no_grad()
+def _batched_features(extract, images01: torch.Tensor, batch: int) -> torch.Tensor:
+    """``extract`` applied to ``images01`` in chunks of ``batch``: (N, D) float64 features on the CPU."""
+    parts = []
+    for start in range(0, len(images01), batch):
+        chunk = images01[start:start + batch]
+        feats = extract(chunk)
+        if not isinstance(feats, torch.Tensor) or feats.ndim < 1 or feats.shape[0] != len(chunk):
+            raise ValueError(f"the feature extractor must return (n, D) features for n images, got "
+                             f"{getattr(feats, 'shape', type(feats))} for {len(chunk)}")
+        parts.append(feats.reshape(len(chunk), -1).detach().double().cpu())
+    return torch.cat(parts)
 
 
 def _online(host: str = "github.com", timeout: float = 2.0) -> bool:

@@ -118,6 +118,36 @@ def test_inception_fid_never_fakes_a_number(monkeypatch, human32):
         metrics.inception_fid_kid(human32.unit(), human32.unit())
 
 
+class _TinyFeatures(torch.nn.Module):
+    """A stand-in for Inception: per-channel means of a 2x2 grid plus per-channel std (15 features)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x.float(), 2).flatten(1)
+        return torch.cat([pooled, x.float().std(dim=(2, 3))], dim=1)
+
+
+def test_inception_fid_kid_real_code_path_with_a_stand_in_extractor(monkeypatch):
+    # the Inception path must not be touched when an extractor is given (no download, no network)
+    monkeypatch.setattr(metrics, "_inception_extractor", lambda: pytest.fail("Inception was loaded"))
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(90, 3, 16, 16, generator=g) * 0.6
+    a2 = torch.rand(90, 3, 16, 16, generator=g) * 0.6  # a fresh draw from the same distribution
+    b = torch.rand(90, 3, 16, 16, generator=g) * 0.6 + 0.4
+    calls = []
+    extractor = _TinyFeatures()
+    extractor.register_forward_hook(lambda module, inputs, out: calls.append(len(inputs[0])))
+    same = metrics.inception_fid_kid(a, a, kid_subset=50, feature_extractor=extractor, batch=32)
+    assert calls == [32, 32, 26, 32, 32, 26]  # batched, each set through the extractor once
+    assert set(same) == {"fid", "kid", "kid_std"}
+    assert abs(same["fid"]) < 1e-3 and abs(same["kid"]) < 1e-3
+    fresh = metrics.inception_fid_kid(a2, a, kid_subset=50, feature_extractor=extractor)
+    other = metrics.inception_fid_kid(b, a, kid_subset=50, feature_extractor=extractor)
+    assert other["fid"] > 10 * max(fresh["fid"], 1e-4) and other["fid"] > 0.01
+    assert other["kid"] > 10 * max(abs(fresh["kid"]), 1e-5)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        metrics.inception_fid_kid(a[:1], a, feature_extractor=extractor)
+
+
 def test_probe_warns_when_the_renderer_changed(tmp_path, monkeypatch, probe):
     from anime_lib.probe import save_probe
 
