@@ -179,7 +179,11 @@ def parameter_defaults(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _type_name(value: Any) -> str:
-    return "None" if value is None else type(value).__name__
+    """``"an int"``, ``"a str"``, ``"None"``: the type of ``value`` for messages."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def param_type_problem(name: str, value: Any, default: Any) -> str | None:
@@ -208,7 +212,7 @@ def param_type_problem(name: str, value: Any, default: Any) -> str | None:
         ok = True
     if ok:
         return None
-    return (f"{name}={value!r} is a {_type_name(value)}, but the default {name} = {default!r} is a "
+    return (f"{name}={value!r} is {_type_name(value)}, but the default {name} = {default!r} is "
             f"{_type_name(default)}")
 
 
