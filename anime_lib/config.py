@@ -185,3 +185,38 @@ def out_dir(path: str | os.PathLike | None, lesson: str) -> Path:
     p = Path(path) if path else (repo_root() or Path(".")) / "runs" / "local" / lesson
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def environment_report(out: str | os.PathLike | None = None, profile: str | None = "auto") -> str:
+    """The lines to paste into a bug report: versions, device, profile, data and output folders, optional parts."""
+    import importlib.util
+    import platform
+
+    import cv2
+    import matplotlib
+    import torch
+    import torchvision
+
+    import anime_lib
+    from anime_lib.widgets import widgets_available
+
+    device = get_device()
+    gpu = f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else ""
+    haar = Path(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+    lines = [
+        f"python        {platform.python_version()}",
+        f"torch         {torch.__version__}   torchvision {torchvision.__version__}",
+        f"opencv        {cv2.__version__}   numpy {np.__version__}   matplotlib {matplotlib.__version__}",
+        f"anime_lib     {anime_lib.__version__}",
+        f"device        {device}{gpu}; {torch.get_num_threads()} CPU threads",
+        f"profile       {resolve_profile(profile)}: {profile_reason(profile)}",
+        f"data root     {data_root().resolve()}  (set ANIME_LIB_DATA to move it)",
+    ]
+    if out is not None:
+        lines.append(f"outputs       {Path(out).resolve()}")
+    lines += [
+        f"Haar cascades {'found' if haar.exists() else 'MISSING: install opencv-python-headless>=4.8,<5'}",
+        f"animeface     {'installed' if importlib.util.find_spec('animeface') else 'not installed (optional)'}",
+        f"live widgets  {widgets_available()}",
+    ]
+    return "\n".join(lines)

@@ -75,6 +75,10 @@ _register_figure_display()
 
 __all__ = [
     "to_unit_range",
+    "to_model_range",
+    "show_landmarks",
+    "show_face_detections",
+    "grouped_bars",
     "grid_array",
     "show_images",
     "save_grid",
@@ -323,4 +327,72 @@ def bar_table(
     ax.grid(axis="x", alpha=0.3)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def show_landmarks(sets: Sequence[Any], n: int = 6, figsize: tuple[float, float] | None = None) -> Figure:
+    """The first ``n`` faces of each ToySet in ``sets`` (one row per set) with their five landmarks, the
+    eye line drawn (its angle is the roll) and the recorded roll in each title."""
+    fig = Figure(figsize=figsize or (2 * n, 1.7 * len(sets)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(sets), n))
+    for row, ds in enumerate(sets):
+        for col in range(n):
+            ax = axes[row, col]
+            ax.imshow(ds.unit(col).permute(1, 2, 0).numpy())
+            # imshow centres pixel i at coordinate i, landmarks count from the image's left edge
+            p = ds.landmarks[col].numpy() - 0.5
+            ax.plot(p[:2, 0], p[:2, 1], color="yellow", linewidth=1)
+            ax.scatter(p[:, 0], p[:, 1], c=["red", "red", "lime", "cyan", "cyan"], s=16, edgecolors="black",
+                       linewidths=0.5)
+            ax.set_title(f"{ds.domain}, roll {float(ds.roll[col]):+.1f}°", fontsize=9)
+            ax.set_axis_off()
+    return fig
+
+
+def show_face_detections(photos: Mapping[str, np.ndarray], faces: Mapping[str, Any], aligned: Mapping[str, Any],
+                         figsize: tuple[float, float] = (12, 3.3)) -> Figure:
+    """Per photo (uint8 H x W x 3): the photo with the detected face box and eye line, then its aligned crop
+    (an image or array in ``aligned[name]``).
+    ``faces[name]`` has ``x, y, w, h, left_eye, right_eye, roll_degrees`` (a :class:`anime_lib.data.faces.Face`)."""
+    from matplotlib.patches import Rectangle
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, 2 * len(photos)))
+    for k, (name, img) in enumerate(photos.items()):
+        face = faces[name]
+        ax = axes[2 * k]
+        ax.imshow(img)
+        ax.add_patch(Rectangle((face.x, face.y), face.w, face.h, fill=False, color="yellow", linewidth=1.5))
+        (lx, ly), (rx, ry) = face.left_eye, face.right_eye
+        ax.plot([lx, rx], [ly, ry], "r.-", markersize=6)
+        ax.set_title(f"{name}: roll {face.roll_degrees:+.1f}°", fontsize=9)
+        crop = np.asarray(aligned[name])
+        axes[2 * k + 1].imshow(crop)
+        axes[2 * k + 1].set_title(f"aligned crop, {crop.shape[0]} px", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
+
+
+def grouped_bars(groups: Mapping[str, Sequence[Mapping[str, Any]]], series: Sequence[str], label: str = "name",
+                 ylabel: str = "", title: str = "", ncols: int = 4, figsize: tuple[float, float] = (13, 5.5)) -> Figure:
+    """One panel per group (e.g. an attribute), bars of each series (e.g. a domain) side by side per row's
+    ``label`` (e.g. the class). ``groups[g]`` is a list of rows with ``label`` and one value per series."""
+    nrows = math.ceil(len(groups) / ncols)
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    width = 0.8 / len(series)
+    for ax, (name, rows) in zip(axes, groups.items()):
+        pos = np.arange(len(rows))
+        for j, s in enumerate(series):
+            ax.bar(pos + (j - (len(series) - 1) / 2) * width, [r[s] for r in rows], width, label=s)
+        ax.set_xticks(pos, [r[label] for r in rows], rotation=45, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[len(groups):]:
+        ax.set_axis_off()
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     return fig
