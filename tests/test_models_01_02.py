@@ -6,7 +6,8 @@ import torch
 
 from anime_lib.models import difference as dv
 from anime_lib.models import encoder_decoder as ed
-from anime_lib.training import init_weights
+from anime_lib.models.blocks import init_weights
+from anime_lib.translation import translate_set
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +93,44 @@ def test_image_difference_adds_and_subtracts_and_clips():
     with pytest.raises(ValueError):
         model(x, "cat->dog")
     assert "delta" in model.state_dict()  # checkpointed with the module
+
+
+def test_image_difference_from_a_snapshot():
+    delta = torch.rand(3, 8, 8) - 0.5
+    model = dv.ImageDifference.from_delta(delta)
+    delta.zero_()  # a copy: later changes of the snapshot do not reach the model
+    x = torch.zeros(1, 3, 8, 8)
+    assert not torch.equal(model.translate(x, "human->anime"), x)
+    assert torch.allclose(model.translate(x, "human->anime"), -model.translate(x, "anime->human"))
+
+
+class EyeSet:
+    """Two 8x8 faces with their eyes at fixed pixels; the counterpart is all ones (in [0, 1] units)."""
+
+    size = 8
+
+    def __init__(self, counterpart=False):
+        self.landmarks = torch.tensor([[[2.5, 2.5], [5.5, 2.5], [4.0, 5.0], [3.0, 6.0], [5.0, 6.0]]] * 2)
+        self.is_counterpart = counterpart
+
+    def __len__(self):
+        return 2
+
+    def counterpart(self):
+        return EyeSet(counterpart=True)
+
+    def unit(self):
+        return torch.ones(2, 3, 8, 8)
+
+
+def test_eye_region_error_splits_the_error():
+    mask = dv.eye_mask(EyeSet(), radius=1.0)
+    assert mask.shape == (2, 1, 8, 8) and mask[0, 0, 2, 2] and mask[0, 0, 2, 5] and not mask[0, 0, 6, 0]
+    fake = torch.ones(2, 3, 8, 8)
+    fake[mask.expand_as(fake)] = 0.0  # wrong exactly around the eyes
+    inside, outside, share = dv.eye_region_error(fake, EyeSet(), radius=1.0)
+    assert inside == pytest.approx(1.0) and outside == pytest.approx(0.0)
+    assert share == pytest.approx(mask.float().mean().item())
 
 
 @pytest.mark.parametrize("size", [16, 32])
@@ -200,7 +239,6 @@ def test_unpaired_optimum_is_the_average_target():
     the input. A model that outputs the mean target scores lower than one that copies a true pair."""
     targets = images(200, 8)
     mean = targets.mean(0, keepdim=True)
-    inputs = images(200, 8)
     perm = torch.randperm(200)
     constant = ed.pixel_loss(mean.expand_as(targets), targets[perm], "l2")
     copy_input = ed.pixel_loss(targets, targets[perm], "l2")  # a sharp, 'real-looking' output per input
@@ -220,18 +258,30 @@ def test_pix2pix_step_updates_both_networks():
     assert any(not torch.equal(a, b) for a, b in zip(before_d, d_net.parameters()))
 
 
-def test_translate_is_eval_mode_and_batched():
-    model = ed.EncoderDecoder(width=4, n_down=2)
+def test_encoder_decoder_is_a_one_way_translator():
+    model = ed.EncoderDecoder(width=4, n_down=2, direction="anime->human")
     x = images(5, 16)
-    out = ed.translate(model, x, batch=2)
-    assert out.shape == x.shape and not model.training
-    assert torch.allclose(out, model(x), atol=1e-6)
+    out = translate_set(model, x, "anime->human", batch=2)  # batched, in eval mode, the mode restored
+    assert out.shape == x.shape and model.training
+    assert torch.allclose(out, model.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError):
+        model.translate(x, "human->anime")
 
 
-def test_sharpness_and_spread():
-    sharp = (torch.arange(16).remainder(2).float().view(1, 1, 1, 16)).expand(2, 3, 16, 16).clone()  # stripes
-    blurred = torch.full_like(sharp, 0.5)
-    assert ed.sharpness(sharp) > 0.4 and ed.sharpness(blurred) == 0.0
-    same = torch.rand(1, 3, 8, 8).expand(4, 3, 8, 8)
-    assert ed.spread(same) == pytest.approx(0.0, abs=1e-7)
-    assert ed.spread(torch.rand(4, 3, 8, 8)) > 0.1
+def test_average_face_is_the_median_or_the_mean():
+    x = images(9, 8)
+    assert torch.allclose(ed.average_face(x, "l1"), x.median(dim=0).values)
+    assert torch.allclose(ed.average_face(x, "l2"), x.mean(dim=0), atol=1e-6)
+    assert torch.allclose(ed.average_face(x, "l2", limit=3), x[:3].mean(dim=0), atol=1e-6)
+    with pytest.raises(ValueError):
+        ed.average_face(x, "huber")
+
+
+def test_drift_stats():
+    sharp = (torch.arange(16).remainder(2).float().view(1, 1, 1, 16)).expand(4, 3, 16, 16).clone()  # stripes
+    flat = torch.full_like(sharp, 0.5)
+    stats = ed.drift_stats(sharp, flat[0])
+    assert stats["sharpness"] > 0.2 and stats["spread"] == pytest.approx(0.0, abs=1e-7)
+    assert stats["to_average"] == pytest.approx(0.5)
+    assert ed.drift_stats(flat, flat[0]) == {"sharpness": 0.0, "spread": 0.0, "to_average": 0.0}
+    assert ed.drift_stats(torch.rand(4, 3, 8, 8), flat[0, :, :8, :8])["spread"] > 0.1

@@ -10,6 +10,10 @@ Two models, from the simplest idea to its natural next step:
   autoencoder trained on both domains (:class:`ConvAutoencoder`):
   ``decode(encode(x) + d)`` with ``d = mean(encode(anime)) - mean(encode(human))``.
 
+:func:`difference_step` and :func:`autoencoder_step` are the tested references of the updates the lesson
+writes out in its ``step-function`` cell. :func:`eye_region_error` is the lesson's analysis of where a
+global shift fails (ToyFaces only: it needs landmarks and counterparts).
+
 Images are tensors (N, 3, H, W) in [-1, 1]; a difference of two such images lies in [-2, 2].
 """
 from __future__ import annotations
@@ -32,6 +36,8 @@ __all__ = [
     "autoencoder_step",
     "encode_all",
     "LatentDifference",
+    "eye_mask",
+    "eye_region_error",
 ]
 
 def _sign(direction: str) -> float:
@@ -102,6 +108,13 @@ class ImageDifference(Translator):
     def __init__(self, size: int = 64, channels: int = 3):
         super().__init__()
         self.register_buffer("delta", torch.zeros(channels, size, size))
+
+    @classmethod
+    def from_delta(cls, delta: torch.Tensor) -> ImageDifference:
+        """A translator with a given vector (3, H, W) in [-2, 2] (a copy), e.g. a snapshot taken during training."""
+        model = cls(delta.shape[-1], delta.shape[0])
+        model.delta.copy_(delta.detach())
+        return model.to(delta.device)
 
     def forward(self, x: torch.Tensor, direction: str = "human->anime", strength: float = 1.0) -> torch.Tensor:
         return (x + strength * _sign(direction) * self.delta).clamp(-1, 1)
@@ -206,3 +219,36 @@ class LatentDifference(Translator):
         """One batch (N, 3, S, S) in [-1, 1] -> same shape in [-1, 1]; ``strength`` scales d."""
         self.check_direction(direction)
         return self(x, direction, strength)
+
+
+# --------------------------------------------------------------------------------------------------
+# Where a global shift fails: the eye regions (ToyFaces: landmarks and counterparts)
+# --------------------------------------------------------------------------------------------------
+
+
+def eye_mask(source_set, radius: float) -> torch.Tensor:
+    """(N, 1, S, S) bool: pixels within ``radius`` px of an eye landmark of each face or of its counterpart.
+
+    ``source_set``: a ToySet (it has ``landmarks`` (N, 5, 2) in pixels, eyes first, and ``counterpart()``).
+    """
+    size = source_set.size
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    mask = torch.zeros(len(source_set), 1, size, size, dtype=torch.bool)
+    for faces in (source_set, source_set.counterpart()):
+        eyes = faces.landmarks[:, :2]  # (N, 2 eyes, xy)
+        for k in range(2):
+            d2 = (xx - eyes[:, k, 0, None, None]) ** 2 + (yy - eyes[:, k, 1, None, None]) ** 2
+            mask |= (d2 <= radius**2).unsqueeze(1)
+    return mask
+
+
+def eye_region_error(fake01: torch.Tensor, source_set, radius: float) -> tuple[float, float, float]:
+    """Mean |fake - ground truth| inside and outside the eye regions, and the share of pixels inside.
+
+    ``fake01``: translations (N, 3, S, S) in [0, 1] of the N faces of ``source_set`` (a ToySet);
+    ``radius``: of the discs around the eye landmarks (:func:`eye_mask`), in pixels.
+    Returns ``(error around the eyes, error elsewhere, share of the pixels around the eyes)``.
+    """
+    mask = eye_mask(source_set, radius).expand_as(fake01)
+    err = (fake01 - source_set.counterpart().unit()).abs()
+    return err[mask].mean().item(), err[~mask].mean().item(), mask[:, 0].float().mean().item()

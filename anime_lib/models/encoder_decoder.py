@@ -10,8 +10,9 @@ The same small network is trained three ways, and the comparison is the lesson:
   which ToyFaces can render; this is the upper bound of what the architecture can learn;
 * **pix2pix**: paired, plus a conditional PatchGAN discriminator that punishes blur.
 
-Images are tensors (N, 3, H, W) in [-1, 1] everywhere in this module (``tanh`` outputs), except for
-:func:`sharpness` and :func:`spread`, which measure images in [0, 1] like ``anime_lib.metrics``.
+:func:`translation_step` and :func:`pix2pix_step` are the tested references of the steps the lesson writes
+out in its ``step-function`` cell. Images are tensors (N, 3, H, W) in [-1, 1] everywhere in this module
+(``tanh`` outputs), except for :func:`drift_stats`, which measures images in [0, 1] like ``anime_lib.metrics``.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anime_lib.losses import discriminator_loss, generator_loss
+from anime_lib.metrics import pixel_spread, sharpness
 from anime_lib.translation import Translator, parse_direction
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "true_pairs",
     "translation_step",
     "pix2pix_step",
+    "average_face",
+    "drift_stats",
 ]
 
 
@@ -245,3 +249,33 @@ def pix2pix_step(generator: nn.Module, discriminator: nn.Module, opt_g: torch.op
     g_loss.backward()
     opt_g.step()
     return {"gan": g_gan.item(), "pixel": g_pixel.item(), "d": d_loss.item()}
+
+
+# --------------------------------------------------------------------------------------------------
+# The drift to the average face
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def average_face(images, loss: str = "l1", limit: int = 1000) -> torch.Tensor:
+    """The best constant output for the unpaired objective: the pixel-wise median (L1) or mean (L2) face.
+
+    ``images``: (N, 3, S, S) in [-1, 1] or a set with ``.tensor(idx)``; the first ``limit`` faces are used.
+    Returns (3, S, S) in [-1, 1].
+    """
+    if loss not in ("l1", "l2"):
+        raise ValueError(f"pixel loss must be 'l1' or 'l2', got {loss!r}")
+    n = min(limit, len(images))
+    x = images[:n].float() if isinstance(images, torch.Tensor) else images.tensor(slice(0, n))
+    return x.median(dim=0).values if loss == "l1" else x.mean(dim=0)
+
+
+def drift_stats(images01: torch.Tensor, average01: torch.Tensor) -> dict[str, float]:
+    """Three numbers that need no ground truth, for images (N, 3, S, S) in [0, 1]:
+
+    ``sharpness`` (:func:`anime_lib.metrics.sharpness`: blur lowers it), ``spread``
+    (:func:`anime_lib.metrics.pixel_spread`: one face for every input scores 0) and ``to_average``, the mean
+    absolute distance from ``average01`` (3, S, S) in [0, 1], the average target face.
+    """
+    return {"sharpness": sharpness(images01), "spread": pixel_spread(images01),
+            "to_average": float((images01 - average01.to(images01)).abs().mean())}
