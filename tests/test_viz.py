@@ -46,8 +46,9 @@ def test_value_range_is_respected_and_clipped():
     zeros = torch.zeros(1, 3, 4, 4)
     assert grid_array(zeros, padding=0)[..., 0].mean() == pytest.approx(0.5)  # 0 in [-1, 1] is mid-grey
     assert grid_array(zeros, value_range=(0, 1), padding=0).max() == pytest.approx(0.0)
-    big = torch.full((1, 3, 4, 4), 5.0)
-    assert grid_array(big, padding=0).max() == pytest.approx(1.0)
+    assert grid_array(torch.full((1, 3, 4, 4), 1.4), padding=0).max() == pytest.approx(1.0)  # a little over: clipped
+    with pytest.raises(ValueError, match="0-255"):  # far outside (a 0-255 image shown as [-1, 1]): refused
+        grid_array(torch.full((1, 3, 4, 4), 5.0), padding=0)
     assert grid_array(torch.full((1, 3, 4, 4), 127.5), value_range=(0, 255), padding=0).mean() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="low < high"):
         grid_array(zeros, value_range=(1, -1))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from anime_lib.data.images import ImageError, ImageSource, _describe, load_image, require_cv2, to_tensor
+from anime_lib.data.images import ImageError, ImageSource, describe_source, load_image, require_cv2, to_tensor
 
 __all__ = [
     "FaceBox", "NoFaceError", "NoEyesWarning", "ImageError", "detect_face", "align_face", "load_face",
@@ -285,7 +285,7 @@ def align_face(
     borders = {"reflect": cv2.BORDER_REFLECT_101, "edge": cv2.BORDER_REPLICATE}
     if pad_mode not in borders:
         raise ValueError(f"pad_mode must be one of {sorted(borders)}, got {pad_mode!r}")
-    name = _describe(img)
+    name = describe_source(img)
     rgb = _as_rgb_array(img)
     if face is None:
         face = detect_face(rgb)
@@ -323,7 +323,7 @@ def load_face(path: ImageSource, size: int = 128, align: bool = True, face_scale
         return to_tensor(img, size)
     face = detect_face(img)
     if face is None:
-        raise NoFaceError(_no_face_message(_describe(path)))
+        raise NoFaceError(_no_face_message(describe_source(path)))
     return to_tensor(align_face(img, size=size, face_scale=face_scale, face=face), size)
 
 
@@ -380,7 +380,7 @@ def load_anime_face(path: ImageSource, size: int = 128, align: bool = True, face
     img = load_image(path)
     if not align:
         return to_tensor(img, size)
-    name = _describe(path)
+    name = describe_source(path)
     if _import_animeface() is None:
         raise NoFaceError(f"cannot look for an anime face in {name}: pip install animeface, or pass align=False")
     face = detect_anime_face(img)

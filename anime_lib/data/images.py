@@ -55,7 +55,7 @@ class FolderNotFoundError(FileNotFoundError, ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-def _describe(source: object) -> str:
+def describe_source(source: object) -> str:
     """A short name for messages: the file name, or the kind of object."""
     if isinstance(source, (str, os.PathLike)):
         return Path(source).name or str(source)
@@ -238,7 +238,7 @@ def load_image(source: ImageSource, max_side: int | None = DEFAULT_MAX_SIDE) -> 
     :data:`MAX_PIXELS` (250 Mpx; checked on the header, before decoding); ``FileNotFoundError``
     for a missing path, naming similar files next to it.
     """
-    name = _describe(source)
+    name = describe_source(source)
     if isinstance(source, Image.Image):
         img = source
     elif isinstance(source, np.ndarray):
