@@ -16,6 +16,8 @@ attribute and the roll angle of a face.
   face dark is not penalised by the anime data's light-skin skew.
 - :func:`diversity`: distance between the attribute distribution of samples and of real data
   (mean total variation over attributes; 0 = as varied as real data; mode collapse pushes it up).
+- :func:`pixel_spread` and :func:`sharpness`: pixel statistics that need no ground truth (how much the
+  images of a set differ from their mean image; how large the steps between neighbouring pixels are).
 - :func:`feature_spread`: how far apart two images of a set are in the probe's feature space (content
   variety; compare with real data of the same size).
 - :func:`inception_fid_kid`: standard FID/KID with Inception-v3, only where its weights are present.
@@ -265,6 +267,29 @@ def diversity(images01, domain: str, probe=None, balanced: bool = False, size: i
 
 
 # --------------------------------------------------------------------------- bundles
+
+def pixel_spread(images01: torch.Tensor) -> float:
+    """Mean absolute distance of each image from the set's mean image, images in [0, 1] (N, 3, H, W).
+
+    Real faces differ from one another, so their spread is large; a translator that outputs the same
+    average face for every input scores close to 0. Pixels also count noise and speckle as variety;
+    :func:`feature_spread` reads content instead.
+    """
+    x = _check01(images01)
+    return float((x - x.mean(0, keepdim=True)).abs().mean())
+
+
+def sharpness(images01: torch.Tensor) -> float:
+    """Mean absolute difference between neighbouring pixels (horizontal and vertical), images in [0, 1].
+
+    Blur shrinks the steps between neighbours, so it lowers this number; real ToyFaces with their outlines
+    and textures score highest. (N, 3, H, W) -> a float.
+    """
+    x = _check01(images01)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+    return float((dx + dy) / 2)
+
 
 def feature_spread(images01, probe=None, seed: int = 0) -> float:
     """How different the images of a set are from each other *in content*: the mean Euclidean distance
