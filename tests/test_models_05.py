@@ -11,7 +11,8 @@ from torch import nn
 from anime_lib.data import toyfaces as tf
 from anime_lib.models import geometry as geo
 from anime_lib.models.cyclegan import ResnetGenerator
-from anime_lib.training import ImagePool
+from anime_lib.models.blocks import ImagePool
+from anime_lib.translation import translate_set
 
 
 @pytest.fixture(autouse=True)
@@ -142,19 +143,23 @@ def test_plain_model_has_three_channel_generators_and_refuses_conditional_d_with
         geo.GeometryCycleGAN(16, 4, 4, 1, conditional_d=True)
 
 
-def test_translate_with_angle_appends_the_map_only_when_needed():
+def test_translate_appends_the_map_only_when_needed():
     model = geo.GeometryCycleGAN(16, 4, 4, 1, angle_channel=True)
     x = _images(5, 16)
     roll = torch.tensor([-20.0, -5.0, 0.0, 5.0, 20.0])
-    y = geo.translate_with_angle(model.G_AB, x, roll, batch=2)
+    y = translate_set(model, x, "human->anime", batch=2, roll=roll)  # the rolls are cut into the same batches
     assert y.shape == x.shape
     with torch.no_grad():
         model.G_AB.eval()
         direct = model.G_AB(geo.with_channel(x, geo.angle_map(roll, 16)))
+        assert torch.allclose(model.translate(x, "human->anime", roll=roll), direct, atol=1e-5)
     assert torch.allclose(y, direct, atol=1e-5)
-    assert not torch.allclose(y, geo.translate_with_angle(model.G_AB, x, -roll), atol=1e-4)  # the angle matters
-    with pytest.raises(ValueError):
-        geo.translate_with_angle(model.G_AB, x)
+    assert not torch.allclose(y, translate_set(model, x, "human->anime", roll=-roll), atol=1e-4)  # the angle matters
+    with pytest.raises(ValueError, match="roll"):
+        model.translate(x, "human->anime")
+    plain = geo.GeometryCycleGAN(16, 4, 4, 1)
+    with torch.no_grad():
+        assert torch.allclose(plain.eval().translate(x, "anime->human"), plain.G_BA(x))  # no map, roll not needed
 
 
 @pytest.mark.parametrize("inject", ["blocks", "all"])
@@ -176,11 +181,11 @@ def test_deep_angle_injection_builds_four_channel_generators_and_records_it(inje
         geo.GeometryCycleGAN(16, 4, 4, 1, angle_injection=inject)
     with pytest.raises(ValueError):
         geo.GeometryCycleGAN(16, 4, 4, 1, angle_channel=True, angle_injection="bottleneck")
-    # every path of the objective and translate_with_angle work unchanged
+    # every path of the objective and translate work unchanged
     batch, _ = _toy_batch(2, 16)
     g = geo.geometry_generator_objective(model, batch, geo.GeometryWeights())
     assert g.fake_B.shape == (2, 3, 16, 16) and torch.isfinite(g.total)
-    y = geo.translate_with_angle(model.G_AB, batch.a, batch.roll_a)
+    y = translate_set(model, batch.a, "human->anime", roll=batch.roll_a)
     assert y.shape == batch.a.shape
 
 

@@ -23,7 +23,13 @@ images in [-1, 1]). Read top to bottom:
 * :class:`ShapeTransfer`: where a source face's landmarks should land in the other style (anime eyes sit
   lower and wider than human ones): each face keeps its roll and its own deviations from its domain's
   mean shape, and the mean shape is swapped.
-* :func:`geometry_generator_objective` and :func:`geometry_train_step`: the objective and one update.
+* :class:`FaceGeometry` and :func:`geometry_batch`: the images, rolls and landmarks of a set, and one
+  training batch of both domains cut from them.
+* :func:`geometry_generator_objective` and :func:`geometry_train_step`: the objective and one update (the
+  tested reference of the step function that lesson 05 shows in its notebook), with
+  :func:`angle_maps`, :func:`discriminator_input` and :func:`local_discriminator_step`;
+  :func:`optimisers_and_pools`: the optimisers, schedules and image pools of one training run.
+* :func:`landmark_error_px` and :func:`tilted_roll_error`: the lesson's two geometry measurements.
 * :func:`rolls_from_detector`: roll angles of real photos (Haar eyes) or anime faces (animeface).
 """
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -61,6 +68,14 @@ __all__ = [
     "GeometryCycleGAN",
     "GeometryBatch",
     "GeometryWeights",
+    "angle_maps",
+    "discriminator_input",
+    "local_discriminator_step",
+    "optimisers_and_pools",
+    "FaceGeometry",
+    "geometry_batch",
+    "landmark_error_px",
+    "tilted_roll_error",
     "GeometryLosses",
     "geometry_generator_objective",
     "geometry_train_step",
@@ -414,6 +429,40 @@ class GeometryWeights:
     lambda_local: float = 0.0
 
 
+@dataclass
+class FaceGeometry:
+    """The geometry of one set of faces: images (N, 3, S, S) in [-1, 1], roll (N,) in degrees, landmarks
+    (N, 5, 2) in [-1, 1] or None, and ``found`` (N,) bool: where the roll was measured (always on ToyFaces)."""
+
+    images: torch.Tensor
+    roll: torch.Tensor
+    landmarks: torch.Tensor | None
+    found: torch.Tensor
+
+    @classmethod
+    def of(cls, dataset) -> "FaceGeometry":
+        """ToyFaces sets (with ``.landmarks``): the roll of the eye line of their exact landmarks, as a detector
+        would read it. Other sets (real photos, ``.images`` uint8 and ``.domain``): the roll from
+        :func:`rolls_from_detector` (0 where no eyes are found), no landmarks."""
+        images = dataset.tensor()
+        if hasattr(dataset, "landmarks"):
+            lm = normalise_landmarks(dataset.landmarks, images.shape[-1])
+            return cls(images, roll_from_landmarks(lm), lm, torch.ones(len(images), dtype=torch.bool))
+        roll, found = rolls_from_detector(dataset.images, dataset.domain)
+        return cls(images, roll, None, found)
+
+
+def geometry_batch(a: FaceGeometry, b: FaceGeometry, idx_a: torch.Tensor, idx_b: torch.Tensor,
+                   device: torch.device | str = "cpu") -> GeometryBatch:
+    """The rows ``idx_a`` of the human set ``a`` and ``idx_b`` of the anime set ``b`` as one
+    :class:`GeometryBatch` on ``device`` (landmarks None where the sets have none)."""
+    def lm(g: FaceGeometry, idx: torch.Tensor) -> torch.Tensor | None:
+        return None if g.landmarks is None else g.landmarks[idx].to(device)
+
+    return GeometryBatch(a.images[idx_a].to(device), b.images[idx_b].to(device), a.roll[idx_a].to(device),
+                         b.roll[idx_b].to(device), lm(a, idx_a), lm(b, idx_b))
+
+
 def _maps(model: GeometryCycleGAN, roll: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor | None:
     if not model.angle_channel:
         return None
@@ -422,8 +471,16 @@ def _maps(model: GeometryCycleGAN, roll: torch.Tensor | None, images: torch.Tens
     return angle_map(roll, images.shape[-1]).to(images.device, images.dtype)
 
 
-def _d_input(model: GeometryCycleGAN, images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+def angle_maps(model: GeometryCycleGAN, batch: GeometryBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The angle maps (N, 1, S, S) of both images of ``batch`` (m_a, m_b); (None, None) for a model whose
+    generators read no angle map (``with_channel(x, None)`` then returns ``x``)."""
+    return _maps(model, batch.roll_a, batch.a), _maps(model, batch.roll_b, batch.b)
+
+
+def discriminator_input(model: GeometryCycleGAN, images: torch.Tensor, maps: torch.Tensor | None) -> torch.Tensor:
+    """What a global discriminator reads: [images, maps] when it is conditional (``conditional_d``), else images."""
     return with_channel(images, maps) if model.config["conditional_d"] else images
+
 
 
 def geometry_generator_objective(model: GeometryCycleGAN, batch: GeometryBatch, w: GeometryWeights,
@@ -444,12 +501,12 @@ def geometry_generator_objective(model: GeometryCycleGAN, batch: GeometryBatch, 
     identity paths read each image with its own map: every generator call gets 4 channels.
     """
     a, b = batch.a, batch.b
-    m_a, m_b = _maps(model, batch.roll_a, a), _maps(model, batch.roll_b, b)
+    m_a, m_b = angle_maps(model, batch)
     fake_B = model.G_AB(with_channel(a, m_a))
     fake_A = model.G_BA(with_channel(b, m_b))
     zero = torch.zeros((), device=a.device)
-    t = {"G_gan_AB": generator_loss(model.D_B(_d_input(model, fake_B, m_a))),
-         "G_gan_BA": generator_loss(model.D_A(_d_input(model, fake_A, m_b))),
+    t = {"G_gan_AB": generator_loss(model.D_B(discriminator_input(model, fake_B, m_a))),
+         "G_gan_BA": generator_loss(model.D_A(discriminator_input(model, fake_A, m_b))),
          "cycle_A": reconstruction_loss(model.G_BA(with_channel(fake_B, m_a)), a),
          "cycle_B": reconstruction_loss(model.G_AB(with_channel(fake_A, m_b)), b)}
     if w.lambda_identity > 0:
@@ -516,33 +573,82 @@ def geometry_train_step(model: GeometryCycleGAN, batch: GeometryBatch, opt_G: to
     for D in frozen:
         D.requires_grad_(True)
 
-    m_a, m_b = _maps(model, batch.roll_a, batch.a), _maps(model, batch.roll_b, batch.b)
+    m_a, m_b = angle_maps(model, batch)
     # the fake B came from a (so it carries a's map), the fake A from b
-    pooled_B = pool_B.query(_d_input(model, g.fake_B.detach(), m_a))
-    pooled_A = pool_A.query(_d_input(model, g.fake_A.detach(), m_b))
-    loss_D_A = discriminator_loss(model.D_A(_d_input(model, batch.a, m_a)), model.D_A(pooled_A))
-    loss_D_B = discriminator_loss(model.D_B(_d_input(model, batch.b, m_b)), model.D_B(pooled_B))
+    pooled_B = pool_B.query(discriminator_input(model, g.fake_B.detach(), m_a))
+    pooled_A = pool_A.query(discriminator_input(model, g.fake_A.detach(), m_b))
+    loss_D_A = discriminator_loss(model.D_A(discriminator_input(model, batch.a, m_a)), model.D_A(pooled_A))
+    loss_D_B = discriminator_loss(model.D_B(discriminator_input(model, batch.b, m_b)), model.D_B(pooled_B))
     opt_D.zero_grad(set_to_none=True)
     (loss_D_A + loss_D_B).backward()
     opt_D.step()
     out = {k: float(v.detach()) for k, v in g.terms.items()}
     out.update(D_A=float(loss_D_A.detach()), D_B=float(loss_D_B.detach()))
     if use_local:
-        if opt_local is None or pool_local_A is None or pool_local_B is None:
-            raise ValueError("use_local needs opt_local and the two local pools")
-        p = model.config["patch"]
-        with torch.no_grad():
-            real_parts_A = _stack_parts(batch.a, part_centres(batch.lm_a), p)
-            real_parts_B = _stack_parts(batch.b, part_centres(batch.lm_b), p)
-            fake_parts_A = pool_local_A.query(_stack_parts(g.fake_A.detach(), g.centres_fake_A, p))
-            fake_parts_B = pool_local_B.query(_stack_parts(g.fake_B.detach(), g.centres_fake_B, p))
-        loss_local_A = _local_d_loss(model.D_local_A, real_parts_A, fake_parts_A)
-        loss_local_B = _local_d_loss(model.D_local_B, real_parts_B, fake_parts_B)
-        opt_local.zero_grad(set_to_none=True)
-        (loss_local_A + loss_local_B).backward()
-        opt_local.step()
-        out.update(D_local_A=float(loss_local_A.detach()), D_local_B=float(loss_local_B.detach()))
+        out.update(local_discriminator_step(model, batch, g.fake_A, g.fake_B, g.centres_fake_A, g.centres_fake_B,
+                                            opt_local, pool_local_A, pool_local_B))
     return out
+
+
+def local_discriminator_step(model: GeometryCycleGAN, batch: GeometryBatch, fake_A: torch.Tensor, fake_B: torch.Tensor,
+                             centres_fake_A: dict[str, torch.Tensor], centres_fake_B: dict[str, torch.Tensor],
+                             opt_local: torch.optim.Optimizer | None, pool_local_A: ImagePool | None,
+                             pool_local_B: ImagePool | None) -> dict[str, float]:
+    """One update of the local (eye / nose / mouth) discriminators: real parts are cut at the real landmarks,
+    fake parts at the transferred ones (``centres_fake_*``, from the generator objective) and pooled, all parts
+    of an image stacked along the channels so the pool keeps them together. Returns D_local_A, D_local_B."""
+    if opt_local is None or pool_local_A is None or pool_local_B is None:
+        raise ValueError("use_local needs opt_local and the two local pools")
+    p = model.config["patch"]
+    with torch.no_grad():
+        real_parts_A = _stack_parts(batch.a, part_centres(batch.lm_a), p)
+        real_parts_B = _stack_parts(batch.b, part_centres(batch.lm_b), p)
+        fake_parts_A = pool_local_A.query(_stack_parts(fake_A.detach(), centres_fake_A, p))
+        fake_parts_B = pool_local_B.query(_stack_parts(fake_B.detach(), centres_fake_B, p))
+    loss_local_A = _local_d_loss(model.D_local_A, real_parts_A, fake_parts_A)
+    loss_local_B = _local_d_loss(model.D_local_B, real_parts_B, fake_parts_B)
+    opt_local.zero_grad(set_to_none=True)
+    (loss_local_A + loss_local_B).backward()
+    opt_local.step()
+    return {"D_local_A": float(loss_local_A.detach()), "D_local_B": float(loss_local_B.detach())}
+
+
+def optimisers_and_pools(model: GeometryCycleGAN, lr: float, betas: tuple[float, float],
+                         lr_lambda: Callable[[int], float], pool_size: int, seed: int) -> dict[str, Any]:
+    """Everything a training run of ``model`` updates besides the model, by the names a checkpoint saves them
+    under: Adam ``opt_G``, ``opt_D`` (and ``opt_L`` for the local discriminators), LambdaLR schedules
+    ``sched_G`` / ``sched_D``, the image pools ``pool_A``, ``pool_B``, ``pool_local_A``, ``pool_local_B`` and
+    the ``torch.Generator`` ``gen`` (seeded with ``seed``) they draw from. The local discriminators have no
+    scheduler: they join late, so the training step sets their learning rate itself."""
+    out: dict[str, Any] = {"opt_G": torch.optim.Adam(model.generators(), lr=lr, betas=betas),
+                           "opt_D": torch.optim.Adam(model.discriminators(), lr=lr, betas=betas)}
+    if model.config["local_d"]:
+        out["opt_L"] = torch.optim.Adam(model.local_discriminators(), lr=lr, betas=betas)
+    out["sched_G"] = torch.optim.lr_scheduler.LambdaLR(out["opt_G"], lr_lambda)
+    out["sched_D"] = torch.optim.lr_scheduler.LambdaLR(out["opt_D"], lr_lambda)
+    out["gen"] = torch.Generator().manual_seed(seed)
+    out.update({f"pool_{k}": ImagePool(pool_size, out["gen"]) for k in ("A", "B", "local_A", "local_B")})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- measurements
+
+
+def landmark_error_px(predicted: torch.Tensor, target: torch.Tensor, size: int) -> float:
+    """Mean distance in pixels between (N, 5, 2) landmarks in [-1, 1] of ``size`` px images."""
+    return float(((predicted - target) * size / 2).norm(dim=-1).mean())
+
+
+def tilted_roll_error(fake: torch.Tensor, source, tilted: torch.Tensor, probe=None) -> float | None:
+    """Mean |roll the probe reads - source roll| (degrees) of the translations ``fake`` (N, 3, S, S) in
+    [-1, 1] of the ToyFaces set ``source``, on the rows ``tilted`` only; None when there are none."""
+    from anime_lib import metrics
+    from anime_lib.ranges import to_unit_range
+
+    if len(tilted) == 0:
+        return None
+    idx = torch.as_tensor(tilted).cpu()
+    return metrics.roll_error(to_unit_range(fake[idx]), source.records.subset(idx.numpy()), probe)
 
 
 # ----------------------------------------------------------------------------------------------- real photos
