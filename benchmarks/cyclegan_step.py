@@ -25,8 +25,9 @@ import time
 
 import torch
 
+from anime_lib.models.blocks import ImagePool, count_parameters
 from anime_lib.models.cyclegan import CycleGAN, train_step
-from anime_lib.training import ImagePool, autocast_context, count_parameters, pick_amp
+from anime_lib.training import autocast_context, pick_amp
 
 
 def time_steps(size: int, batch: int, ngf: int, steps: int, device: torch.device, ndf: int | None = None,

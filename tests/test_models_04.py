@@ -11,15 +11,16 @@ from anime_lib.models.cyclegan import (
     ResnetBlock,
     ResnetGenerator,
     add_input_noise,
-    batch_indices,
     default_n_blocks,
     default_n_layers,
     generator_objective,
     patch_receptive_field,
     train_step,
-    translate,
 )
-from anime_lib.training import ImagePool
+from anime_lib.models import cyclegan as cg
+from anime_lib.models.blocks import ImagePool
+from anime_lib.training import Run, batch_indices
+from anime_lib.translation import translate_set
 
 
 @pytest.fixture(autouse=True)
@@ -205,9 +206,9 @@ def test_batch_indices_are_deterministic_epoch_permutations():
 def test_translate_runs_in_eval_mode_and_restores_training():
     G = ResnetGenerator(ngf=4, n_blocks=1)
     x = _images(5, 16)
-    y = translate(G, x, batch=2)
+    y = translate_set(G, x, batch=2)
     assert y.shape == x.shape and G.training
-    assert torch.allclose(y, translate(G, x, batch=5), atol=1e-6)
+    assert torch.allclose(y, translate_set(G, x, batch=5), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------- upsampling switch
@@ -230,7 +231,7 @@ def test_resize_upsampling_has_no_checkerboard_on_a_constant_input():
     # a constant feature map stays constant through nearest resize + reflect-padded conv, while a stride-2
     # transposed conv with a 3x3 kernel adds its kernel a different number of times at even and odd pixels
     torch.manual_seed(0)
-    from anime_lib.models.cyclegan import _upsample_layer
+    from anime_lib.models.blocks import upsample_layer as _upsample_layer
 
     x = torch.ones(1, 4, 6, 6)
     with torch.no_grad():
@@ -320,3 +321,61 @@ def test_ema_started_from_an_old_checkpoint_equals_its_weights():
     x = _images(2, 16)
     assert torch.equal(ema.module(x), model.G_AB.eval()(x))
     assert ema.num_updates == 0 and not ema.module.training
+
+
+# ----------------------------------------------------------------------------------------- recipe and fit (both parts of lesson 04)
+
+
+def _tiny_recipe(**changes) -> cg.Recipe:
+    settings = dict(img_size=16, batch_size=2, ngf=4, ndf=4, n_blocks=1, n_layers=1, norm="layer", upsampling="resize",
+                    pool_size=2, ema_decay=0.5)
+    return cg.Recipe(**{**settings, **changes})
+
+
+def test_recipe_from_params_maps_the_lesson_parameter_names():
+    from types import SimpleNamespace
+
+    P = SimpleNamespace(IMG_SIZE=32, BATCH_SIZE=8, NGF=16, N_LAYERS_D=2, LAMBDA_IDENTITY=0.0, EMA_DECAY=0.9)
+    r = cg.Recipe.from_params(P, pool_size=0)
+    assert (r.img_size, r.batch_size, r.ngf, r.n_layers, r.lambda_identity, r.ema_decay, r.pool_size) == (32, 8, 16, 2, 0.0, 0.9, 0)
+    assert r.ndf == cg.Recipe().ndf and r.config(dataset="toyfaces")["dataset"] == "toyfaces"
+    assert r.build().config["n_layers"] == 2
+
+
+def test_fit_resumes_exactly_and_refuses_a_run_made_for_another_recipe(tmp_path):
+    recipe = _tiny_recipe()
+    torch.manual_seed(3)
+    A, B = _images(6, 16), _images(6, 16)
+    monitor = lambda G: {"mean": float(G(_images(1, 16)).detach().mean())}  # noqa: E731
+
+    def go(folder):
+        run = Run("cyclegan", folder, config=recipe.config(), seed=0)
+        return cg.fit(run, recipe, A, B, 4, monitor=monitor, monitor_every=2, checkpoint_every=2)
+
+    straight = go(tmp_path / "a")
+    go(tmp_path / "b")
+    (tmp_path / "b" / "checkpoints" / "cyclegan" / "ckpt_0000004.pt").unlink()  # as if stopped after step 2
+    resumed = go(tmp_path / "b")
+    assert resumed.result.resumed_from == 2 and resumed.log["step"] == straight.log["step"] == [2, 4]
+    for k, v in straight.model.state_dict().items():
+        assert torch.allclose(v, resumed.model.state_dict()[k], atol=1e-6), k
+    for g in ("G_AB", "G_BA"):
+        assert resumed.emas[g].num_updates == 4
+    assert isinstance(straight.final, cg.GeneratorPair) and straight.final.G_AB is straight.emas["G_AB"].module
+    with pytest.raises(ValueError, match="recipe"):
+        cg.fit(Run("other", tmp_path, config=_tiny_recipe(pool_size=0).config()), recipe, A, B, 1)
+
+
+def test_fit_supervised_trains_g_ab_on_true_pairs(tmp_path):
+    recipe = _tiny_recipe(ema_decay=0.0)
+    torch.manual_seed(4)
+    A = _images(4, 16)
+    G, result = cg.fit_supervised(Run("sup", tmp_path, config=recipe.config()), recipe, A, A.flip(-1), 6)
+    assert result.steps_done == 6 and set(result.history.names) == {"pixel"} and not G.training
+    assert result.history["pixel"][-1] < result.history["pixel"][0]
+
+
+def test_lesson_defaults_are_shared_by_both_parts():
+    for profile, values in cg.PROFILE_DEFAULTS.items():
+        deep = cg.DEEP_DIVE_DEFAULTS[profile]
+        assert {k: v for k, v in deep.items() if k != "ABLATION_STEPS"} == values and deep["ABLATION_STEPS"] >= 0

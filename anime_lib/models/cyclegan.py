@@ -12,7 +12,12 @@ Read top to bottom like the paper:
   ``G_AB``: human -> anime, ``G_BA``: anime -> human, ``D_A`` judges humans, ``D_B`` anime.
 * :func:`generator_objective`, :func:`discriminator_objective` and :func:`train_step`: the full objective
   (LSGAN + lambda_cycle * cycle + lambda_identity * lambda_cycle * identity) and one update of all four
-  networks, G first (D frozen), then D on fakes drawn from the image pools.
+  networks, G first (D frozen), then D on fakes drawn from the image pools. This is the tested reference of
+  the step function lesson 04 shows in its ``step-function`` cell (``tests/test_lesson_04_step.py``).
+* :class:`Recipe` and :func:`fit`: the training recipe (Adam, constant-then-linear learning rate, image pools,
+  an optional EMA of the generators, mixed precision, a mode-collapse monitor) run through
+  :class:`anime_lib.training.Run`, so both parts of lesson 04 (and any lesson that trains a CycleGAN
+  baseline) train, checkpoint and resume a CycleGAN the same way.
 
 Sizes are scaled to small images with :func:`default_n_blocks` and :func:`default_n_layers`
 (9 blocks / 3 D layers at 256 px, as in the paper). Conventions follow the authors' repository:
@@ -26,7 +31,9 @@ transposed convs, no checkerboard).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -34,7 +41,7 @@ from torch import nn
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
 from anime_lib.models.blocks import (ACTIVATIONS, NORMS, UPSAMPLING, ImagePool, ResnetBlock, activation_layer,
                                      init_weights, norm_layer, upsample_layer)
-from anime_lib.translation import Translator
+from anime_lib.translation import Translator, translate_set
 
 __all__ = [
     "default_n_blocks",
@@ -44,11 +51,20 @@ __all__ = [
     "ResnetGenerator",
     "PatchDiscriminator",
     "CycleGAN",
+    "GeneratorPair",
     "CycleLosses",
     "add_input_noise",
     "generator_objective",
     "discriminator_objective",
     "train_step",
+    "backward_step",
+    "Recipe",
+    "Fitted",
+    "fit",
+    "fit_supervised",
+    "collapse_monitor",
+    "PROFILE_DEFAULTS",
+    "DEEP_DIVE_DEFAULTS",
     "ACTIVATIONS",
     "NORMS",
     "UPSAMPLING",
@@ -179,6 +195,19 @@ class CycleGAN(Translator):
         return [*self.D_A.parameters(), *self.D_B.parameters()]
 
 
+class GeneratorPair(Translator):
+    """Two generators used as a translator: ``G_AB`` human -> anime, ``G_BA`` anime -> human (for example the
+    EMA copies of a :class:`CycleGAN`'s generators)."""
+
+    def __init__(self, G_AB: nn.Module, G_BA: nn.Module):
+        super().__init__()
+        self.G_AB, self.G_BA = G_AB, G_BA
+
+    def generator(self, direction: str) -> nn.Module:
+        self.check_direction(direction)
+        return self.G_AB if direction == "human->anime" else self.G_BA
+
+
 def add_input_noise(x: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """x in [-1, 1] plus Gaussian noise of standard deviation ``std`` (in the same units), clipped to [-1, 1].
 
@@ -261,7 +290,7 @@ def train_step(model: CycleGAN, real_A: torch.Tensor, real_B: torch.Tensor, opt_
         g = generator_objective(model, real_A, real_B, lambda_cycle, lambda_identity, input_noise, gan_kind,
                                 noise_generator)
     opt_G.zero_grad(set_to_none=True)
-    _backward_step(g.total, opt_G, scaler)
+    backward_step(g.total, opt_G, scaler)
     model.D_A.requires_grad_(True)
     model.D_B.requires_grad_(True)
 
@@ -271,7 +300,7 @@ def train_step(model: CycleGAN, real_A: torch.Tensor, real_B: torch.Tensor, opt_
         loss_D_A = discriminator_objective(model.D_A, real_A, pooled_A, gan_kind)
         loss_D_B = discriminator_objective(model.D_B, real_B, pooled_B, gan_kind)
     opt_D.zero_grad(set_to_none=True)
-    _backward_step(loss_D_A + loss_D_B, opt_D, scaler)
+    backward_step(loss_D_A + loss_D_B, opt_D, scaler)
     if scaler is not None:
         scaler.update()
     losses = {"G_gan_AB": g.gan_AB, "G_gan_BA": g.gan_BA, "cycle_A": g.cycle_A, "cycle_B": g.cycle_B,
@@ -279,10 +308,219 @@ def train_step(model: CycleGAN, real_A: torch.Tensor, real_B: torch.Tensor, opt_
     return {k: float(v.detach()) for k, v in losses.items()}
 
 
-def _backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler) -> None:
+def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler=None) -> None:
+    """``loss.backward(); opt.step()``, through the GradScaler when there is one (float16 on older GPUs)."""
     if scaler is None:
         loss.backward()
         opt.step()
     else:
         scaler.scale(loss).backward()
         scaler.step(opt)
+
+
+# --------------------------------------------------------------------------------------------------
+# The training recipe, run through anime_lib.training.Run
+# --------------------------------------------------------------------------------------------------
+
+#: Lesson 04's profile defaults (``resolve_params(globals(), defaults=PROFILE_DEFAULTS)``), one table for both
+#: of its notebooks, so that the deep dive builds exactly the main part's model (and finds its checkpoints).
+#: The other settings of the main model (loss weights, pool, optimiser) default to :class:`Recipe`'s values,
+#: which are the main part's parameter defaults (``tests/test_lesson_04_step.py`` checks both).
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {"IMG_SIZE": 32, "BATCH_SIZE": 8, "N_TRAIN": 256, "N_EVAL": 128, "N_STEPS": 16, "NGF": 8, "NDF": 8,
+              "N_LAYERS_D": 2, "NORM": "layer", "UPSAMPLING": "resize", "EMA_DECAY": 0.9, "USE_AMP": False,
+              "N_MONITOR": 64, "MONITOR_EVERY": 8, "CHECKPOINT_EVERY": 8},
+    "cpu": {"IMG_SIZE": 32, "BATCH_SIZE": 8, "N_TRAIN": 4000, "N_EVAL": 500, "N_STEPS": 1500, "NGF": 16, "NDF": 64,
+            "N_LAYERS_D": 2, "NORM": "layer", "UPSAMPLING": "resize", "EMA_DECAY": 0.995, "USE_AMP": False,
+            "N_MONITOR": 200, "MONITOR_EVERY": 200, "CHECKPOINT_EVERY": 100},
+    "gpu": {"IMG_SIZE": 128, "BATCH_SIZE": 4, "N_TRAIN": 3400, "N_EVAL": 100, "N_STEPS": 20000, "NGF": 64, "NDF": 64,
+            "NORM": "instance", "UPSAMPLING": "transpose", "EMA_DECAY": 0.995, "USE_AMP": True,
+            "N_MONITOR": 256, "MONITOR_EVERY": 1000, "CHECKPOINT_EVERY": 500},
+}
+#: The deep dive's defaults: the main part's plus the length of each ablation run.
+DEEP_DIVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    profile: {**values, "ABLATION_STEPS": steps}
+    for (profile, values), steps in zip(PROFILE_DEFAULTS.items(), (4, 150, 4000))
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every setting that shapes a CycleGAN run: the networks, the loss weights and the optimiser.
+
+    ``lambda_identity`` is relative to ``lambda_cycle`` (paper: 0.5); ``pool_size`` 0 switches the pools
+    off; ``decay_start``: fraction of the steps at constant learning rate before the linear decay to 0;
+    ``ema_decay`` 0 keeps no EMA of the generators; ``data``: a name for the training data (recorded in the
+    run's settings, so a run on other data never resumes this one's checkpoints).
+    """
+
+    img_size: int = 64
+    batch_size: int = 1
+    ngf: int = 64
+    ndf: int = 64
+    n_blocks: int | None = None
+    n_layers: int | None = None
+    activation: str = "relu"
+    norm: str = "instance"
+    upsampling: str = "transpose"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    input_noise: float = 0.0
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_start: float = 0.5
+    ema_decay: float = 0.0
+    data: str = "default"
+
+    #: parameter names of the lesson whose name is not the field's upper-cased
+    PARAMETER_NAMES = {"n_layers": "N_LAYERS_D"}
+
+    @classmethod
+    def from_params(cls, P: Any, **changes: Any) -> "Recipe":
+        """The recipe from a lesson's resolved parameters (``NGF``, ``LAMBDA_CYCLE``, ``N_LAYERS_D``, ...),
+        then ``changes`` (field names): ``Recipe.from_params(P, pool_size=0)``."""
+        values = {}
+        for f in fields(cls):
+            name = cls.PARAMETER_NAMES.get(f.name, f.name.upper())
+            if hasattr(P, name):
+                values[f.name] = getattr(P, name)
+        return replace(cls(**values), **changes)
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        """The settings for :class:`anime_lib.training.Run` (plus ``extra``: dataset, n_train, ...)."""
+        return {**asdict(self), **extra}
+
+    def build(self) -> CycleGAN:
+        return CycleGAN(self.img_size, self.ngf, self.ndf, self.n_blocks, self.n_layers, self.activation,
+                        norm=self.norm, upsampling=self.upsampling)
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit` returns. ``final``: the translator to show and measure (the EMA generators when the
+    recipe keeps an EMA, else ``model``). ``log``: the monitor's readings (``step``, one list per reading,
+    ``monitor_seconds``). ``train_seconds``: training time over every session, without the monitor's."""
+
+    model: CycleGAN
+    final: Translator
+    result: Any
+    log: dict[str, Any]
+    emas: dict[str, Any] | None
+    train_seconds: float = 0.0
+
+
+def collapse_monitor(faces: torch.Tensor, probe=None, domain: str = "anime") -> Callable[[nn.Module], dict[str, float]]:
+    """A function ``G -> {"diversity", "realism"}`` of G's translations of fixed test ``faces`` ([-1, 1],
+    ToyFaces): diversity rising while realism stays high is the sign of mode collapse."""
+    from anime_lib import metrics as M
+    from anime_lib.ranges import to_unit_range
+
+    probe = probe if probe is not None else M.get_probe()
+
+    def read(G: nn.Module) -> dict[str, float]:
+        fake01 = to_unit_range(translate_set(G, faces, "human->anime"))
+        return {"diversity": M.diversity(fake01, domain, probe), "realism": M.realism(fake01, domain, probe)}
+
+    return read
+
+
+def fit(run: Any, recipe: Recipe, train_A: torch.Tensor, train_B: torch.Tensor, n_steps: int, *,
+        step: Callable[..., Mapping[str, float]] | None = None, device: torch.device | str = "cpu", amp=None,
+        monitor: Callable[[nn.Module], Mapping[str, float]] | None = None, monitor_every: int | None = None,
+        checkpoint_every: int | None = 500) -> Fitted:
+    """Train a CycleGAN with ``recipe`` for ``n_steps`` through ``run`` (a :class:`anime_lib.training.Run`
+    created just before, with ``config=recipe.config(...)``); a re-run resumes from its checkpoints.
+
+    ``train_A`` / ``train_B``: (N, 3, S, S) in [-1, 1], humans and anime faces (unpaired). ``step``: the
+    update of all four networks with the signature of :func:`train_step` (default: :func:`train_step`);
+    the batch of each step comes from the step number (:func:`anime_lib.training.batch_indices`), then the
+    learning-rate schedules and the EMAs move. ``amp``: :func:`anime_lib.training.pick_amp`'s settings
+    (None: full precision). ``monitor(G_AB)`` runs every ``monitor_every`` steps; its readings are
+    checkpointed with the run. Everything that changes while training (weights, optimisers, schedules,
+    pools, EMAs, noise generator, monitor log, GradScaler) is in the run's checkpoints.
+    """
+    from anime_lib.training import EMA, autocast_context, batch_indices, linear_decay_lambda
+
+    differ = [k for k, v in recipe.config().items() if k not in run.config or run.config[k] != v]
+    if differ:
+        raise ValueError(f"run {run.name!r} was not created with this recipe: its config lacks or differs in "
+                         f"{differ}; create it with Run(..., config=recipe.config(...))")
+    step = step or train_step
+    seed = run.seed
+    device = torch.device(device)
+    model = recipe.build().to(device, memory_format=torch.channels_last)
+    opt_G = torch.optim.Adam(model.generators(), lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    opt_D = torch.optim.Adam(model.discriminators(), lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    n_constant = int(n_steps * recipe.decay_start)
+    schedule = linear_decay_lambda(n_constant, n_steps - n_constant)  # one "epoch" of the schedule is one step
+    sched_G = torch.optim.lr_scheduler.LambdaLR(opt_G, schedule)
+    sched_D = torch.optim.lr_scheduler.LambdaLR(opt_D, schedule)
+    gen = torch.Generator().manual_seed(seed)  # pools and input noise
+    pool_A, pool_B = ImagePool(recipe.pool_size, gen), ImagePool(recipe.pool_size, gen)
+    emas = {g: EMA(getattr(model, g), recipe.ema_decay) for g in ("G_AB", "G_BA")} if recipe.ema_decay else None
+    scaler = torch.amp.GradScaler(device.type) if amp is not None and amp.use_grad_scaler else None
+    if amp is not None and amp.enabled:
+        autocast = lambda: autocast_context(device, True, amp.dtype)  # noqa: E731
+    else:
+        autocast = contextlib.nullcontext
+    log: dict[str, Any] = {"step": [], "monitor_seconds": 0.0}
+    dev_A, dev_B = train_A.to(device), train_B.to(device)
+
+    def step_fn(i: int) -> Mapping[str, float]:
+        a = dev_A[batch_indices(i, recipe.batch_size, len(dev_A), seed, stream=0).to(device)]
+        b = dev_B[batch_indices(i, recipe.batch_size, len(dev_B), seed, stream=1).to(device)]
+        losses = step(model, a, b, opt_G, opt_D, pool_A, pool_B, recipe.lambda_cycle, recipe.lambda_identity,
+                      recipe.input_noise, autocast=autocast, scaler=scaler, noise_generator=gen)
+        sched_G.step()
+        sched_D.step()
+        for g, ema in (emas or {}).items():
+            ema.update(getattr(model, g))  # shadow = d * shadow + (1 - d) * weights
+        return losses
+
+    def read_monitor(done: int) -> None:
+        t0 = time.perf_counter()
+        log["step"].append(done)
+        for k, v in monitor(model.G_AB).items():  # type: ignore[misc]
+            log.setdefault(k, []).append(float(v))
+        log["monitor_seconds"] += time.perf_counter() - t0
+
+    save: dict[str, Any] = {"model": model, "opt_G": opt_G, "opt_D": opt_D, "sched_G": sched_G, "sched_D": sched_D,
+                            "pool_A": pool_A, "pool_B": pool_B, "gen": gen, "monitor": log}
+    save.update({f"ema_{g}": ema for g, ema in (emas or {}).items()})
+    if scaler is not None:
+        save["scaler"] = scaler
+    result = run.train(step_fn, n_steps, save=save, checkpoint_every=checkpoint_every,
+                       sample_fn=read_monitor if monitor is not None and monitor_every else None,
+                       sample_every=monitor_every if monitor is not None else None)
+    model.eval()
+    final = GeneratorPair(emas["G_AB"].module, emas["G_BA"].module) if emas else model
+    return Fitted(model, final, result, log, emas, result.train_seconds - log["monitor_seconds"])
+
+
+def fit_supervised(run: Any, recipe: Recipe, source: torch.Tensor, targets: torch.Tensor, n_steps: int, *,
+                   device: torch.device | str = "cpu", checkpoint_every: int | None = 500, stream: int = 2):
+    """The supervised ceiling of lesson 04: the ``G_AB`` of ``recipe`` trained alone on true pairs, an L1 loss
+    between ``G_AB(source)`` and ``targets`` (the ground-truth counterparts, both (N, 3, S, S) in [-1, 1];
+    lesson 02's paired step), with the batch size, Adam settings and schedule of :func:`fit`. Returns
+    ``(G_AB, RunResult)``; ``run`` checkpoints and resumes it like any other run."""
+    from anime_lib.models.encoder_decoder import translation_step
+    from anime_lib.training import batch_indices, linear_decay_lambda
+
+    device = torch.device(device)
+    G = recipe.build().G_AB.to(device, memory_format=torch.channels_last)
+    opt = torch.optim.Adam(G.parameters(), lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+    n_constant = int(n_steps * recipe.decay_start)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_decay_lambda(n_constant, n_steps - n_constant))
+    src, tgt = source.to(device), targets.to(device)
+
+    def step_fn(i: int) -> Mapping[str, float]:
+        idx = batch_indices(i, recipe.batch_size, len(src), run.seed, stream=stream).to(device)
+        losses = translation_step(G, opt, src[idx], tgt[idx])
+        sched.step()
+        return losses
+
+    result = run.train(step_fn, n_steps, save={"G": G, "opt": opt, "sched": sched}, checkpoint_every=checkpoint_every)
+    G.eval()
+    return G, result
