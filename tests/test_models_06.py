@@ -23,10 +23,19 @@ from anime_lib.models.ugatit import (
     generator_objective,
     mlp_input_size,
     rho_values,
+    attention_grid,
+    attention_summary,
+    centre_share,
+    depth_table,
+    discriminator_attention,
+    generator_sizes,
+    heatmap_overlay,
+    plot_rho,
+    rho_table,
     train_step,
-    translate,
     upsample_heatmap,
 )
+from anime_lib.translation import Translator, translate_set
 
 
 @pytest.fixture(autouse=True)
@@ -313,14 +322,64 @@ def test_a_short_training_run_lowers_the_losses():
 # ----------------------------------------------------------------------------------------- inference helpers
 
 
-def test_translate_returns_images_and_unit_heatmaps_and_restores_training():
-    G = UGATITGenerator(ngf=4, n_res=1, img_size=16)
+def test_ugatit_is_a_translator_with_attention_extras():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    assert isinstance(model, Translator)
     x = _images(5, 16)
-    y, logits, maps = translate(G, x, batch=2, with_attention=True)
-    assert y.shape == x.shape and logits.shape == (5, 2) and maps.shape == (5, 1, 16, 16)
+    y, extras = translate_set(model, x, "human->anime", batch=2, with_extras=True)
+    assert y.shape == x.shape and extras["cam_logit"].shape == (5, 2) and extras["heatmap"].shape == (5, 1, 16, 16)
+    assert float(extras["heatmap"].min()) >= 0 and float(extras["heatmap"].max()) <= 1 + 1e-6
+    assert model.training  # translate_set gives the model back in the mode it had
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.translate(x, "anime->human"), model.G_BA(x)[0], atol=1e-6)
+        assert torch.allclose(translate_set(model, x, "human->anime", batch=5), y, atol=1e-5)
+    with pytest.raises(ValueError, match="direction"):
+        model.translate(x, "anime->anime")
+
+
+def test_discriminator_attention_and_summary():
+    model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+    source, other = _images(6, 16), _images(5, 16)
+    maps, logits = discriminator_attention(model.D_B_global, source, batch=4)
+    assert maps.shape == (6, 1, 16, 16) and logits.shape == (6, 2) and model.D_B_global.training
     assert float(maps.min()) >= 0 and float(maps.max()) <= 1 + 1e-6
-    assert G.training
-    assert torch.allclose(translate(G, x, batch=5), y, atol=1e-5)
+    maps, row = attention_summary(model, source, other, "human->anime", batch=4)
+    assert set(maps) == {"fake", "G", "D_global", "D_local"} and all(len(v) == 6 for v in maps.values())
+    assert row["direction"] == "human->anime"
+    assert all(0 <= row[k] <= 1 for k in row if k != "direction")
+    grid = attention_grid(source[:3], maps)
+    assert grid.shape == (15, 3, 16, 16) and float(grid.min()) >= 0 and float(grid.max()) <= 1
+
+
+def test_centre_share_and_overlay():
+    flat = torch.ones(2, 1, 8, 8)
+    assert centre_share(flat) == pytest.approx(0.25)  # no preference: the central quarter of the area
+    centre = torch.zeros(1, 1, 8, 8)
+    centre[..., 2:6, 2:6] = 1
+    assert centre_share(centre) == pytest.approx(1.0)
+    blend = heatmap_overlay(_images(2, 8), torch.rand(2, 1, 8, 8))
+    assert blend.shape == (2, 3, 8, 8) and float(blend.min()) >= 0 and float(blend.max()) <= 1
+
+
+def test_rho_table_follows_the_layers_and_the_clipper():
+    G = UGATITGenerator(ngf=4, n_res=2, img_size=16)
+    rows = rho_table(G)
+    assert [r["kind"] for r in rows] == ["AdaLIN"] * 4 + ["LIN"] * 2
+    assert rows[0]["layer"] == "AdaLIN block 0, norm 1" and rows[-1]["layer"] == "up-sampling block 2 (LIN)"
+    assert all(r["mean"] == pytest.approx(r["start"]) for r in rows)
+    assert [r["at 0 or 1"] for r in rows] == [0.0] * 4 + [1.0] * 2  # LIN starts at rho = 0, a bound
+    assert plot_rho(rows) is not None
+
+
+def test_size_and_depth_tables():
+    here, paper = generator_sizes(32, 8)
+    full = UGATITGenerator(ngf=8, n_res=default_n_res(32), img_size=32, light=False)
+    assert here["full"] == sum(p.numel() for p in full.parameters())
+    assert paper["full MLP layer 1"] == 256 * 64 * 64 * 256 and paper["light MLP layer 1"] == 256 * 256
+    depths = {r["image side"]: r for r in depth_table((32, 256))}
+    assert depths[256]["global layers"] == 5 and depths[256]["local sees (px)"] == 70
+    assert depths[32]["global sees (px)"] >= 32
 
 
 def test_upsample_heatmap_min_max_per_image():

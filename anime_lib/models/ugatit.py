@@ -24,8 +24,13 @@ Read top to bottom:
 * :class:`UGATITDiscriminator`: spectral-norm stride-2 convs, CAM, a patch-logit conv;
   ``forward(x) -> (patch logits, cam_logit (N, 2), heatmap)``; a *global* and a *local* one per domain,
   with depths from :func:`default_d_layers`;
-* :class:`UGATIT` (the six networks), :func:`generator_objective`, :func:`discriminator_objective`,
-  :func:`train_step`, :func:`translate`.
+* :class:`UGATIT` (the six networks, a :class:`~anime_lib.translation.Translator`: ``translate(x, direction)``
+  gives the image, ``extras(x, direction)`` the generator's CAM logits and heatmap),
+  :func:`generator_objective`, :func:`discriminator_objective`, :func:`train_step` (the tested reference of
+  lesson 06's step-function cell);
+* reading a trained model: :func:`upsample_heatmap`, :func:`discriminator_attention`,
+  :func:`attention_summary`, :func:`centre_share`, :func:`heatmap_overlay`, :func:`attention_grid`, :func:`rho_table`, :func:`plot_rho`;
+* sizes: :func:`generator_sizes`, :func:`depth_table`.
 
 Conventions follow the authors' code: convolutions of G without bias, InstanceNorm without affine
 parameters, PyTorch's default initialisation, no image pool.
@@ -39,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from anime_lib.translation import Translator
+from anime_lib.models.blocks import eval_mode
+from anime_lib.translation import Translator, translate_set
 
 __all__ = [
     "default_n_res",
@@ -62,6 +68,15 @@ __all__ = [
     "train_step",
     "upsample_heatmap",
     "mlp_input_size",
+    "discriminator_attention",
+    "centre_share",
+    "attention_summary",
+    "heatmap_overlay",
+    "attention_grid",
+    "rho_table",
+    "plot_rho",
+    "generator_sizes",
+    "depth_table",
 ]
 
 
@@ -411,12 +426,13 @@ def _lsgan(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.mse_loss(logits, torch.full_like(logits, target))
 
 
-def _adversarial(discriminators, fake: torch.Tensor) -> torch.Tensor:
-    """Sum over the (global, local) discriminators of the LSGAN generator loss on patch and CAM logits."""
-    total = fake.new_zeros(())
+def _adversarial(discriminators, images: torch.Tensor, target: float) -> torch.Tensor:
+    """Sum over the (global, local) discriminators of the LSGAN terms on patch and CAM logits against ``target``
+    (1: "real", 0: "fake")."""
+    total = images.new_zeros(())
     for D in discriminators:
-        logits, cam_logit, _ = D(fake)
-        total = total + _lsgan(logits, 1.0) + _lsgan(cam_logit, 1.0)
+        logits, cam_logit, _ = D(images)
+        total = total + _lsgan(logits, target) + _lsgan(cam_logit, target)
     return total
 
 
@@ -441,8 +457,8 @@ def generator_objective(model: UGATIT, real_A: torch.Tensor, real_B: torch.Tenso
     rec_B, _, _ = model.G_AB(fake_A)
     idt_A, cam_idt_A, _ = model.G_BA(real_A)  # a human fed to the anime -> human generator: leave it alone
     idt_B, cam_idt_B, _ = model.G_AB(real_B)
-    adv_AB = _adversarial(model.discriminators_of("B"), fake_B)
-    adv_BA = _adversarial(model.discriminators_of("A"), fake_A)
+    adv_AB = _adversarial(model.discriminators_of("B"), fake_B, 1.0)
+    adv_BA = _adversarial(model.discriminators_of("A"), fake_A, 1.0)
     cycle_A, cycle_B = (rec_A - real_A).abs().mean(), (rec_B - real_B).abs().mean()
     idt_loss_A, idt_loss_B = (idt_A - real_A).abs().mean(), (idt_B - real_B).abs().mean()
     cam_AB = _cam_bce(cam_fake_B, 1.0) + _cam_bce(cam_idt_B, 0.0)
@@ -457,13 +473,7 @@ def discriminator_objective(discriminators, real: torch.Tensor, fake: torch.Tens
 
     As in the authors' code there is no factor 1/2 (CycleGAN halves its D loss).
     """
-    fake = fake.detach()
-    total = real.new_zeros(())
-    for D in discriminators:
-        real_logits, real_cam, _ = D(real)
-        fake_logits, fake_cam, _ = D(fake)
-        total = total + _lsgan(real_logits, 1.0) + _lsgan(real_cam, 1.0) + _lsgan(fake_logits, 0.0) + _lsgan(fake_cam, 0.0)
-    return total
+    return _adversarial(discriminators, real, 1.0) + _adversarial(discriminators, fake.detach(), 0.0)
 
 
 def train_step(model: UGATIT, real_A: torch.Tensor, real_B: torch.Tensor, opt_G: torch.optim.Optimizer,
@@ -520,3 +530,141 @@ def mlp_input_size(ngf: int, img_size: int, light: bool, n_down: int = 2) -> int
     ch = ngf * 2 ** n_down
     return ch if light else ch * (img_size // 2 ** n_down) ** 2
 
+
+
+@torch.no_grad()
+def discriminator_attention(D: UGATITDiscriminator, images: torch.Tensor, batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where a discriminator looks: images (N, 3, S, S) in [-1, 1] -> (heatmap (N, 1, S, S) in [0, 1],
+    cam_logit (N, 2)), on the CPU, in eval mode (spectral-norm vectors are not updated), without gradients."""
+    device = next(D.parameters()).device
+    maps, logits = [], []
+    with eval_mode(D):
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch].to(device)
+            _, cam_logit, heatmap = D(x)
+            maps.append(upsample_heatmap(heatmap, x.shape[-1]).cpu())
+            logits.append(cam_logit.float().cpu())
+    return torch.cat(maps), torch.cat(logits)
+
+
+def centre_share(maps: torch.Tensor) -> float:
+    """Mean share of heatmap mass (N, 1, S, S), values >= 0, inside the central square of half the side:
+    a quarter of the area, so 0.25 means no preference for the middle of the image over its border."""
+    s = maps.shape[-1]
+    lo, hi = s // 4, s - s // 4
+    return float((maps[..., lo:hi, lo:hi].sum((1, 2, 3)) / maps.sum((1, 2, 3)).clamp_min(1e-8)).mean())
+
+
+def attention_summary(model: UGATIT, source: torch.Tensor, other: torch.Tensor, direction: str,
+                      batch: int = 128) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The attention of one direction on test faces ``source`` (its source domain) and ``other`` (real faces of
+    its target domain), both (N, 3, S, S) in [-1, 1].
+
+    Returns ``maps``: ``fake`` (the translations), ``G`` (the generator's heatmap over its input) and
+    ``D_global``, ``D_local`` (the target domain's discriminators over the translation), all on the CPU,
+    heatmaps (N, 1, S, S) in [0, 1]; and ``row``: how often each CAM classifier is right and the
+    :func:`centre_share` of each heatmap. The generator's classifier is right when it calls a source face
+    "translate me" (mean logit > 0) and a target-domain face "leave me" (< 0); the global discriminator's
+    when it scores real target faces above 0.5 and translations at most 0.5 (its LSGAN targets are 1 and 0).
+    Both accuracies are the mean of the two halves: 0.5 is chance.
+    """
+    fake, g = translate_set(model, source, direction, batch=batch, with_extras=True)
+    _, g_other = translate_set(model, other, direction, batch=batch, with_extras=True)
+    D_global, D_local = model.discriminators_of("B" if direction == "human->anime" else "A")
+    dg_maps, dg_fake = discriminator_attention(D_global, fake, batch)
+    dl_maps, _ = discriminator_attention(D_local, fake, batch)
+    _, dg_real = discriminator_attention(D_global, other, batch)
+    g_acc = 0.5 * (float((g["cam_logit"].mean(1) > 0).float().mean()) + float((g_other["cam_logit"].mean(1) < 0).float().mean()))
+    d_acc = 0.5 * (float((dg_real.mean(1) > 0.5).float().mean()) + float((dg_fake.mean(1) <= 0.5).float().mean()))
+    maps = {"fake": fake, "G": g["heatmap"], "D_global": dg_maps, "D_local": dl_maps}
+    row = {"direction": direction, "G CAM accuracy": g_acc, "global D CAM accuracy": d_acc,
+           "G centre share": centre_share(g["heatmap"]), "global D centre share": centre_share(dg_maps),
+           "local D centre share": centre_share(dl_maps)}
+    return maps, row
+
+
+def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.5, cmap: str = "jet") -> torch.Tensor:
+    """images (N, 3, S, S) in [-1, 1] and heatmaps (N, 1, S, S) in [0, 1] -> blend (N, 3, S, S) in [0, 1]
+    (red: high attention, blue: low, with the default colour map)."""
+    import matplotlib
+
+    colours = torch.from_numpy(matplotlib.colormaps[cmap](maps[:, 0].cpu().numpy())[..., :3]).permute(0, 3, 1, 2).float()
+    return (1 - alpha) * (images.cpu().float().clamp(-1, 1) + 1) / 2 + alpha * colours
+
+
+def attention_grid(inputs: torch.Tensor, maps: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The attention figure of one direction, five rows of ``n = len(inputs)`` images in [0, 1]: the inputs
+    ((n, 3, S, S) in [-1, 1]), the generator's heatmap over them, the translations, and the global and local
+    discriminators' heatmaps over the translations (``maps`` from :func:`attention_summary`, first n used)."""
+    n = len(inputs)
+    fake = maps["fake"][:n]
+    return torch.cat([(inputs.cpu().float().clamp(-1, 1) + 1) / 2, heatmap_overlay(inputs, maps["G"][:n]),
+                      (fake.clamp(-1, 1) + 1) / 2, heatmap_overlay(fake, maps["D_global"][:n]),
+                      heatmap_overlay(fake, maps["D_local"][:n])])
+
+
+@torch.no_grad()
+def rho_table(G: UGATITGenerator) -> list[dict[str, float | str]]:
+    """One row per AdaLIN / LIN layer of ``G``, in forward order: its name, kind, start value of rho (0.9 for
+    AdaLIN, 0 for LIN), the mean, min and max of its rho over channels, and the share of rho values sitting
+    exactly on a bound of [0, 1] (held there by the rho clipper)."""
+    rows, n_lin = [], 0
+    for name, m in G.named_modules():
+        if not isinstance(m, (AdaLIN, LIN)):
+            continue
+        r = m.rho.detach().flatten().cpu()
+        if isinstance(m, LIN):
+            n_lin += 1
+            name = f"up-sampling block {n_lin} (LIN)"
+        else:
+            name = name.replace("decoder_blocks.", "AdaLIN block ").replace(".norm", ", norm ")
+        rows.append({"layer": name, "kind": type(m).__name__, "start": 0.9 if isinstance(m, AdaLIN) else 0.0,
+                     "mean": float(r.mean()), "min": float(r.min()), "max": float(r.max()),
+                     "at 0 or 1": float(((r == 0) | (r == 1)).float().mean())})
+    return rows
+
+
+def plot_rho(rows: list[dict], ax=None, title: str | None = None):
+    """Bars of :func:`rho_table` rows: the mean rho per layer (blue AdaLIN, orange LIN), whiskers from the
+    smallest to the largest rho over channels, a black tick at the start value. Returns the Figure."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    if ax is None:
+        ax = Figure(figsize=(6, 3.4), layout="constrained").subplots()
+    pos = np.arange(len(rows))
+    means = np.array([r["mean"] for r in rows])
+    err = np.clip([[r["mean"] - r["min"] for r in rows], [r["max"] - r["mean"] for r in rows]], 0, None)  # float rounding
+    ax.bar(pos, means, yerr=err, capsize=3, color=["tab:blue" if r["kind"] == "AdaLIN" else "tab:orange" for r in rows])
+    ax.scatter(pos, [r["start"] for r in rows], marker="_", s=200, color="black", label="start value", zorder=3)
+    ax.set_xticks(pos, [r["layer"] for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set(ylim=(-0.05, 1.05), ylabel="rho (1 = IN, 0 = LN)", title=title or "AdaLIN (blue), LIN (orange)")
+    ax.legend(fontsize="small")
+    return ax.figure
+
+
+def generator_sizes(img_size: int, ngf: int, n_res: int | None = None) -> list[dict[str, int | str]]:
+    """Parameters of the light and the full generator at ``img_size`` / ``ngf`` and at the paper's size (256 px,
+    ngf 64, 4 blocks), with the weights of each MLP's first layer (where the two differ). Built on the meta
+    device: nothing is allocated, so the paper's full model can be counted on any machine."""
+    n_res = default_n_res(img_size) if n_res is None else n_res
+    rows = []
+    for label, size, width, blocks in ((f"this lesson ({img_size} px, ngf {ngf})", img_size, ngf, n_res),
+                                       ("paper (256 px, ngf 64)", 256, 64, 4)):
+        with torch.device("meta"):
+            light, full = (UGATITGenerator(width, blocks, size, light=flag) for flag in (True, False))
+        rows.append({"generator": label, "light": sum(p.numel() for p in light.parameters()),
+                     "full": sum(p.numel() for p in full.parameters()),
+                     "light MLP layer 1": light.mlp[0].weight.numel(), "full MLP layer 1": full.mlp[0].weight.numel()})
+    return rows
+
+
+def depth_table(sizes=(32, 64, 128, 256)) -> list[dict[str, int]]:
+    """For each image side: the stride-2 layers of the global and local discriminators
+    (:func:`default_d_layers`) and the side of the square one of their logits sees (:func:`d_receptive_field`)."""
+    rows = []
+    for size in sizes:
+        n_global, n_local = default_d_layers(size)
+        rows.append({"image side": size, "global layers": n_global, "global sees (px)": d_receptive_field(n_global),
+                     "local layers": n_local, "local sees (px)": d_receptive_field(n_local)})
+    return rows
