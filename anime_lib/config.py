@@ -123,10 +123,13 @@ def resolve_params(
     values: dict[str, Any] = {}
     explicit: set[str] = set()
     names = [k for k in given if k.isupper() and not k.startswith("_")]
+    library = _library_constants()
     for k in names:
         v = given[k]
         if not isinstance(v, _PARAMETER_TYPES):
             continue  # a module, function or Params object defined in the notebook is not a parameter
+        if any(v is obj for obj in library.get(k, ())):
+            continue  # a constant imported from anime_lib (BETTER, DIRECTIONS, ...) is not a parameter
         if v is None or (isinstance(v, str) and v.lower() == "auto" and k != "PROFILE"):
             values[k] = merged.get(k)
         else:
@@ -138,6 +141,20 @@ def resolve_params(
     if str(values.get("DATASET", "auto")).lower() == "auto":
         values["DATASET"] = merged["DATASET"]
     return Params(values=values, profile=profile, explicit=explicit)
+
+
+def _library_constants() -> dict[str, list[Any]]:
+    """UPPER_CASE attributes of every loaded anime_lib module: name -> the objects (to recognise imports)."""
+    import sys
+
+    found: dict[str, list[Any]] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "anime_lib" or name.startswith("anime_lib.")):
+            continue
+        for attr, obj in vars(module).items():
+            if attr.isupper() and not attr.startswith("_"):
+                found.setdefault(attr, []).append(obj)
+    return found
 
 
 def repo_root() -> Path | None:

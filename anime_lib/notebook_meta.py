@@ -9,7 +9,7 @@ Every lesson ``notebooks/NN_slug.ipynb`` follows the same frame (the lesson id i
    UPPER_CASE assignments (comments allowed) and names at least :data:`REQUIRED_PARAMETERS`.
    A *training* lesson also names one of :data:`TRAINING_LENGTH_NAMES`. The rule for "training":
    the notebook's metadata ``{"anime_lib": {"trains": true|false}}`` decides when present;
-   otherwise a lesson trains when a code cell calls ``train_loop(`` (see :func:`is_training_lesson`).
+   otherwise a lesson trains when a code cell calls ``train_loop(`` or ``Run(`` (see :func:`is_training_lesson`).
 4. No stored outputs and no execution counts in code cells, except in cells tagged ``keep-output``.
 5. The lesson writes ``metrics.json`` with :func:`anime_lib.results.write_metrics`.
 
@@ -42,7 +42,7 @@ BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_PREFIX = "[![Open In Colab]"
 LESSON_NAME = re.compile(r"^\d\d_[a-z0-9][a-z0-9_]*\.ipynb$")
 UPPER_CASE = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_TRAIN_CALL = re.compile(r"\btrain_loop\s*\(")
+_TRAIN_CALL = re.compile(r"\b(train_loop|Run)\s*\(")
 _WRITE_METRICS_CALL = re.compile(r"\bwrite_metrics\s*\(")
 
 
@@ -176,7 +176,7 @@ def is_training_lesson(nb: nbformat.NotebookNode | str | os.PathLike) -> bool:
     """Whether the lesson trains a model, so that it must name a training length.
 
     ``nb.metadata["anime_lib"]["trains"]`` decides when set; otherwise True when any code cell
-    calls ``train_loop(``.
+    calls ``train_loop(`` or builds a ``Run(``.
     """
     nb = _as_notebook(nb)
     declared = nb.get("metadata", {}).get("anime_lib", {}).get("trains")

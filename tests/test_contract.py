@@ -311,3 +311,13 @@ def test_models_do_not_import_training_and_no_module_imports_private_names():
             problems += [f"{rel}: imports the private name {n} from {module}" for n in names
                          if n.startswith("_") and not n.startswith("__")]
     assert not problems, "\n".join(problems)
+
+
+def test_library_constants_imported_into_a_lesson_are_not_parameters():
+    from anime_lib.config import resolve_params
+    from anime_lib.evaluation import BETTER, COLUMNS
+
+    cell = {"PROFILE": "smoke", "N_STEPS": 5, "COLUMNS": COLUMNS, "BETTER": BETTER, "MY_LIST": ["a"]}
+    P = resolve_params(cell)
+    assert "COLUMNS" not in P.as_dict() and "BETTER" not in P.as_dict()
+    assert P.N_STEPS == 5 and P.MY_LIST == ["a"]  # the lesson's own values stay parameters
