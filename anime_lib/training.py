@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import os
 import random
@@ -736,6 +737,9 @@ class Run:
     * **Time**: ``time_budget_s`` stops after that many seconds (a checkpoint first; run again to continue);
       ``result.train_seconds`` adds up the training time of every session.
     * **Progress bar** and NaN checks come from :func:`train_loop`.
+    * **Borrowed runs**: ``borrowed=True`` marks a folder that belongs to another notebook (a deep dive
+      reusing its main part's run). A checkpoint there made with other settings is then left alone: this
+      run trains in a sibling folder ``<name>-<settings hash>`` instead of deleting the owner's checkpoints.
     * **Pretrained weights** (a lesson's ``USE_PRETRAINED`` switch): with ``use_pretrained=True`` and
       ``weights`` naming an entry of :data:`anime_lib.pretrained.WEIGHTS` (conventionally
       ``"<lesson>/<run name>/<profile>"``), :meth:`train` loads that finished run instead of training; when
@@ -744,7 +748,7 @@ class Run:
 
     def __init__(self, name: str, out_dir: str | os.PathLike, config: Mapping[str, Any] | None = None, *,
                  seed: int = 0, resume: bool = True, keep: int | None = 2, use_pretrained: bool = False,
-                 weights: str | None = None):
+                 weights: str | None = None, borrowed: bool = False):
         from anime_lib.config import seed_everything
 
         if not name or "/" in name or "\\" in name:
@@ -753,6 +757,7 @@ class Run:
         self.config = {**dict(config or {}), "seed": int(seed)}
         self.seed = int(seed)
         self.resume = bool(resume)
+        self.borrowed = bool(borrowed)
         self.pretrained = None
         if use_pretrained:
             from anime_lib.pretrained import WEIGHTS
@@ -788,6 +793,14 @@ class Run:
         config = {**self.config, "n_steps": int(n_steps)}
         if self.pretrained is not None:
             return self._load_pretrained(save, config)
+        if self.borrowed:
+            latest = self.checkpointer.load_latest()
+            if latest is not None and latest.get("config") != config:
+                digest = hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest()[:8]
+                folder = self.checkpointer.folder.with_name(f"{self.checkpointer.folder.name}-{digest}")
+                print(f"{self.name}: {self.checkpointer.folder} holds a run with other settings (another notebook's); "
+                      f"it is left alone and this run uses {folder}")
+                self.checkpointer = Checkpointer(folder, keep=self.checkpointer.keep)
         self.checkpointer.prepare(config, resume=self.resume, name=self.name)
         clock = {"before": 0.0, "t0": time.perf_counter()}
 

@@ -321,3 +321,17 @@ def test_library_constants_imported_into_a_lesson_are_not_parameters():
     P = resolve_params(cell)
     assert "COLUMNS" not in P.as_dict() and "BETTER" not in P.as_dict()
     assert P.N_STEPS == 5 and P.MY_LIST == ["a"]  # the lesson's own values stay parameters
+
+
+def test_a_borrowed_run_never_deletes_the_owners_checkpoints(tmp_path, capsys):
+    _toy_run(tmp_path, 3)  # the main notebook's run
+    owner = sorted((tmp_path / "checkpoints" / "toy").glob("ckpt_*.pt"))
+    run = Run("toy", tmp_path, {"lr": 0.5}, borrowed=True)  # a deep dive with other settings
+    model = nn.Linear(3, 1)
+    result = run.train(lambda s: {}, 3, {"model": model}, progress=False)
+    assert result.steps_done == 3 and "left alone" in capsys.readouterr().out
+    assert sorted((tmp_path / "checkpoints" / "toy").glob("ckpt_*.pt")) == owner
+    assert run.folder.name.startswith("toy-") and list(run.folder.glob("ckpt_*.pt"))
+    same = Run("toy", tmp_path, {"lr": 0.1}, borrowed=True)  # same settings: the owner's run is reused
+    again = same.train(lambda s: pytest.fail("must not train"), 3, {"model": nn.Linear(3, 1)}, progress=False)
+    assert again.resumed_from == 3 and same.folder.name == "toy"
