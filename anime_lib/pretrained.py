@@ -155,12 +155,12 @@ def load_weights_file(path: str | os.PathLike, map_location: Any = "cpu", what: 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        if "unsupported global" in str(exc).lower():  # a pickled class or function, not a tensor or plain value
             raise WeightsError(
                 f"{what} {path} holds Python objects other than tensors and plain values, which a safe load refuses "
                 f"(loading them could run code hidden in the file). It was not written by this course's code: use "
                 f"a file saved as a state_dict; {advice}") from None
-        raise WeightsError(f"{what} {path} is corrupt or not a {noun} ({_first_line(exc)}); {advice}") from None
+        raise WeightsError(f"{what} {path} is corrupt or not a {noun} (it is not a readable torch file); {advice}") from None
     except Exception as exc:  # truncated zip, random bytes, ...
         raise WeightsError(f"{what} {path} is corrupt or not a {noun} ({type(exc).__name__}: "
                            f"{_first_line(exc)}); {advice}") from None
