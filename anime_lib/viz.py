@@ -396,3 +396,24 @@ def grouped_bars(groups: Mapping[str, Sequence[Mapping[str, Any]]], series: Sequ
     if title:
         fig.suptitle(title)
     return fig
+
+
+def histogram_figure(hists: Mapping[str, Mapping[str, np.ndarray]], classes: Mapping[str, Sequence[str]],
+                     ncols: int = 3, figsize: tuple[float, float] = (14, 9)) -> Figure:
+    """Attribute histograms of several image sets side by side: one bar chart per attribute of ``classes``
+    (attribute -> class names), the fraction of images in each class, one bar per set (``hists``: set name ->
+    attribute -> fractions, as from :func:`anime_lib.metrics.attribute_histograms`)."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(math.ceil(len(classes) / ncols), ncols)).ravel()
+    width = 0.8 / len(hists)
+    for ax, attr in zip(axes, classes):
+        xs = np.arange(len(classes[attr]))
+        for k, (name, h) in enumerate(hists.items()):
+            ax.bar(xs + (k - (len(hists) - 1) / 2) * width, h[attr], width=width, label=name)
+        ax.set_xticks(xs, classes[attr], rotation=30, fontsize=8)
+        ax.set_title(attr + (" (degrees)" if attr == "roll" else ""), fontsize=10)
+    for ax in axes[len(classes):]:
+        ax.set_axis_off()
+    axes[0].set_ylabel("fraction of images")
+    axes[0].legend(fontsize=8)
+    return fig

@@ -1,6 +1,7 @@
 """Tests for anime_lib.models.dcgan (lesson 03): shapes, value ranges, initialisation, training steps."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -192,3 +193,65 @@ def test_conditional_dcgan_trains_on_image_inputs():
         out = adversarial_step(G, D, opt_G, opt_D, human, anime)
     assert torch.isfinite(torch.tensor(out["loss_G"]))
     assert not torch.equal(enc0, G.encoder.from_rgb[0].weight)  # the adversarial gradient reaches the encoder
+
+
+# ----------------------------------------------------------------------------------------- lesson 03's helpers
+
+
+def test_profile_defaults_share_one_dcgan_table():
+    """Both notebooks resolve their parameters from one table: the DCGAN's settings are the same in both."""
+    from anime_lib.models import dcgan
+
+    for profile in ("smoke", "cpu", "gpu"):
+        main, deep = dcgan.PROFILE_DEFAULTS[profile], dcgan.DEEP_DIVE_DEFAULTS[profile]
+        assert {k: v for k, v in main.items() if k in deep} == {k: v for k, v in deep.items() if k in main}
+        assert {"COND_FRACTION", "BOTH_DIRECTIONS"} <= set(main) and "ABLATION_FRACTION" in deep
+        assert main["Z_DIM"] == 100 and main["LR_G"] == main["LR_D"] == 2e-4 and main["BETA1"] == 0.5
+
+
+def test_speckle_and_degraded_like_live_in_metrics():
+    from anime_lib import metrics
+
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((4, 3, 16, 16), 0.5)
+    noisy = (flat + 0.1 * torch.randn(flat.shape, generator=g)).clamp(0, 1)
+    assert metrics.speckle(flat) < 1e-6 < metrics.speckle(noisy)
+    real = torch.rand(6, 3, 16, 16, generator=g).round()  # blocky "cartoon" faces: some speckle of their own
+    sigma, sets = metrics.degraded_like(real, noisy, seed=0)
+    assert 0 <= sigma <= 0.2 and len(sets) == 3
+    assert all(x.shape == real.shape and 0 <= x.min() and x.max() <= 1 for x in sets.values())
+    assert f"real + noise {sigma:.3f}" in sets  # the names say what was done
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.speckle(real * 2 - 1)
+
+
+def test_histogram_figure_lives_in_viz():
+    from anime_lib.viz import histogram_figure
+
+    classes = {"hair": ("black", "blond"), "roll": ("-10..0", "0..+10", "+10..+20")}
+    hists = {"real": {"hair": np.array([0.5, 0.5]), "roll": np.array([0.2, 0.6, 0.2])},
+             "fake": {"hair": np.array([1.0, 0.0]), "roll": np.array([0.0, 1.0, 0.0])}}
+    fig = histogram_figure(hists, classes)
+    drawn = [ax for ax in fig.axes if ax.axison]
+    assert len(drawn) == 2 and drawn[1].get_title() == "roll (degrees)"
+    assert len(drawn[0].patches) == 4  # two classes x two sets
+
+
+def test_readings_of_the_lesson():
+    from anime_lib.models import dcgan
+
+    gaps = dcgan.attribute_gaps({"a": np.array([1.0, 0.0]), "b": np.array([0.5, 0.5])},
+                                {"a": np.array([0.0, 1.0]), "b": np.array([0.5, 0.5])})
+    assert gaps == {"a": 1.0, "b": 0.0}
+    steady = dcgan.read_collapse_monitor([0, 10, 20, 30, 40], [0.9, 0.5, 0.4, 0.3, 0.2])
+    assert "fell at every snapshot" in steady[0] and "no collapse" in steady[-1]
+    collapsed = dcgan.read_collapse_monitor([0, 10, 20, 30, 40], [0.9, 0.3, 0.6, 0.5, 0.5])
+    assert any("At step 20" in line for line in collapsed)
+    phase = {"d_acc": 0.9, "D_x": 0.8, "D_G_z": 0.1, "loss_D": 0.5, "loss_G": 2.3, "r1": 0.01}
+    assert "D accuracy 90%" in dcgan.describe_d(phase) and "R1 0.010" in dcgan.describe_d(phase)
+    row = {"method": "conditional DCGAN", "attr_preservation": 0.40, "attr_vs_shuffled": 0.40,
+           "attr_someone_else": 0.40, "attr_ground_truth": 0.90, "output_spread": 0.05, "gt_spread": 0.20}
+    text = dcgan.describe_controls(row)
+    assert "no closer to their own input" in text and "conditional DCGAN closes none" in text
+    assert dcgan.dcgan_label(0.0) == "DCGAN" and dcgan.dcgan_label(1.0) == "DCGAN + R1 (gamma 1)"
+    assert "too few" in dcgan.read_collapse_monitor([0, 60], [0.6, 0.6])[0]

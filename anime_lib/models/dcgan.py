@@ -14,11 +14,16 @@ Read top to bottom like the paper:
 * :func:`adversarial_step`: one DCGAN update (D, then G with the non-saturating loss), the same for both.
   Lesson 03 types the same step into its ``step-function`` cell; ``tests/test_lesson_03_step.py`` checks
   that the two agree.
-* Lesson plumbing shared by lesson 03's main part and its deep dive: :func:`run_config` (the name and settings
-  of the lesson's DCGAN run, identical in both notebooks so the deep dive finds the main part's checkpoint),
-  :func:`train_gan` (a :class:`~anime_lib.training.Run` around a step function: Adam, learning-rate decay,
-  batches from the step number, snapshots), :func:`sample_images`, :func:`phase_means`, and the measurements of
-  the lesson's figures (:func:`input_controls`, :func:`speckle`, :func:`degraded_like`, :func:`histogram_figure`).
+* Lesson plumbing shared by lesson 03's main part and its deep dive: :data:`PROFILE_DEFAULTS` /
+  :data:`DEEP_DIVE_DEFAULTS` (one table of profile defaults for both notebooks), :func:`run_config` (the name and
+  settings of the lesson's DCGAN run, identical in both notebooks so the deep dive finds the main part's
+  checkpoint), :func:`train_gan` (a :class:`~anime_lib.training.Run` around a step function: Adam, learning-rate
+  decay, batches from the step number, snapshots) and, built on it from the lesson's parameters,
+  :func:`train_dcgan` / :func:`train_conditional`; :func:`sample_images`, :func:`real_reference` (the real-data
+  yardsticks and the diversity noise floor), :func:`phase_means` / :func:`describe_d` (D's view of the game),
+  :func:`read_collapse_monitor`, :func:`attribute_gaps` and :func:`input_controls` / :func:`describe_controls`.
+  The image statistics of the deep dive's instrument check live in :mod:`anime_lib.metrics` (``speckle``,
+  ``degraded_like``), its histogram figure in :mod:`anime_lib.viz` (``histogram_figure``).
 
 Image sides are 4 * 2**k (16, 32, 64, 128, ...). Channel widths follow the paper: ``width`` channels
 just before the RGB layer, twice as many at each coarser resolution, capped at ``max_channels``
@@ -32,7 +37,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from anime_lib.losses import discriminator_accuracy, discriminator_loss, generator_loss, r1_penalty
@@ -50,14 +54,22 @@ __all__ = [
     "ConditionalDCGAN",
     "adversarial_step",
     "sample_images",
+    "PROFILE_DEFAULTS",
+    "DEEP_DIVE_DEFAULTS",
     "run_config",
+    "dcgan_label",
     "GANRun",
     "train_gan",
+    "train_dcgan",
+    "train_conditional",
+    "RealReference",
+    "real_reference",
     "phase_means",
-    "speckle",
+    "describe_d",
+    "read_collapse_monitor",
+    "describe_controls",
+    "attribute_gaps",
     "input_controls",
-    "degraded_like",
-    "histogram_figure",
 ]
 
 
@@ -254,6 +266,30 @@ def sample_images(G: nn.Module, n: int, seed: int = 0, batch: int = 250) -> torc
         return torch.cat([G(z[i:i + batch].to(device)).float().cpu() for i in range(0, n, batch)])
 
 
+#: The DCGAN paper's settings, the same in every profile (the main part's parameters cell types them in; the deep
+#: dive, which leaves the DCGAN's settings out of its parameters cell, takes them from here).
+PAPER_SETTINGS: dict[str, Any] = {"Z_DIM": 100, "LR_G": 2e-4, "LR_D": 2e-4, "BETA1": 0.5, "R1_GAMMA": 0.0,
+                                  "DECAY_START": 0.5}
+_DCGAN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {"N_STEPS": 60, "NGF": 16, "NDF": 16, "N_SNAPSHOTS": 1},
+    "cpu": {"IMG_SIZE": 32, "BATCH_SIZE": 32, "N_TRAIN": 4000, "N_EVAL": 1000, "N_STEPS": 4000, "NGF": 32, "NDF": 32,
+            "N_SNAPSHOTS": 4},
+    "gpu": {"IMG_SIZE": 64, "BATCH_SIZE": 128, "N_STEPS": 6000, "NGF": 64, "NDF": 64, "N_SNAPSHOTS": 8},
+}
+#: Lesson 03's profile defaults (``resolve_params(globals(), defaults=dcgan.PROFILE_DEFAULTS)``): the DCGAN's
+#: (one table for both notebooks, so the deep dive builds exactly the main part's run and finds its checkpoint)
+#: plus the conditional DCGAN's training length and directions.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    profile: {**PAPER_SETTINGS, **values, "COND_FRACTION": fraction, "BOTH_DIRECTIONS": profile == "gpu"}
+    for (profile, values), fraction in zip(_DCGAN_DEFAULTS.items(), (0.5, 0.25, 0.5))
+}
+#: The deep dive's defaults: the same DCGAN, plus the length of the collapse-prone ablation run.
+DEEP_DIVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    profile: {**PAPER_SETTINGS, **values, "ABLATION_FRACTION": fraction}
+    for (profile, values), fraction in zip(_DCGAN_DEFAULTS.items(), (0.5, 0.5, 0.25))
+}
+
+
 def run_config(P: Any, n_train: int) -> tuple[str, dict[str, Any]]:
     """The run name and the settings that define lesson 03's DCGAN, from the lesson's parameters ``P``.
 
@@ -268,6 +304,11 @@ def run_config(P: Any, n_train: int) -> tuple[str, dict[str, Any]]:
               "decay_start": P.DECAY_START, "r1_gamma": P.R1_GAMMA, "n_snapshots": P.N_SNAPSHOTS,
               "snapshot_n": min(P.N_EVAL, 500)}
     return name, config
+
+
+def dcgan_label(r1_gamma: float = 0.0) -> str:
+    """The method name of lesson 03's DCGAN in tables and metrics.json: ``"DCGAN"`` or ``"DCGAN + R1 (gamma 1)"``."""
+    return "DCGAN" if not r1_gamma else f"DCGAN + R1 (gamma {r1_gamma:g})"
 
 
 @dataclass
@@ -338,6 +379,96 @@ def train_gan(run: Any, G: nn.Module, D: nn.Module, real_set: Any, n_steps: int,
     return GANRun(G=G, D=D, result=result, snaps=snaps)
 
 
+def train_dcgan(run: Any, P: Any, real_set: Any, n_steps: int | None = None, *, device: torch.device | str = "cpu",
+                step: Callable[..., dict[str, float]] = adversarial_step, batchnorm: bool = True,
+                lr_d: float | None = None, snapshots: bool = True, diversity: bool = False) -> GANRun:
+    """Lesson 03's DCGAN from its parameters ``P``, trained under ``run`` with ``step`` (:func:`train_gan`).
+
+    The paper's :class:`Generator` and :class:`Discriminator` at ``P.IMG_SIZE`` with widths ``P.NGF`` / ``P.NDF``
+    (``batchnorm=False``: the ablation without BatchNorm), Adam(``P.LR_G``, ``lr_d`` or ``P.LR_D``, beta1
+    ``P.BETA1``), batches of ``P.BATCH_SIZE`` noise vectors z ~ N(0, I) against real faces, ``P.DECAY_START``,
+    ``P.R1_GAMMA``, ``n_steps`` (default ``P.N_STEPS``). ``snapshots``: ``P.N_SNAPSHOTS`` snapshots of G's output
+    for 8 fixed z (seed ``P.SEED + 7``) and, with ``diversity``, the diversity of ``min(P.N_EVAL, 500)`` fresh
+    samples (the ``snapshot_n`` of :func:`run_config`)."""
+    fixed_z = torch.randn(8, P.Z_DIM, generator=torch.Generator().manual_seed(P.SEED + 7))
+    return train_gan(run, Generator(P.Z_DIM, P.IMG_SIZE, P.NGF, batchnorm=batchnorm),
+                     Discriminator(P.IMG_SIZE, P.NDF, batchnorm=batchnorm), real_set,
+                     P.N_STEPS if n_steps is None else n_steps,
+                     lambda i: torch.randn(P.BATCH_SIZE, P.Z_DIM, device=device), r1_gamma=P.R1_GAMMA,
+                     snapshot_input=fixed_z if snapshots else None, n_snapshots=P.N_SNAPSHOTS if snapshots else 0,
+                     diversity_n=min(P.N_EVAL, 500) if snapshots and diversity else 0, device=device, step=step,
+                     **_adam_settings(P, lr_d))
+
+
+def train_conditional(run: Any, P: Any, source_set: Any, target_set: Any, n_steps: int, direction: str, *,
+                      device: torch.device | str = "cpu",
+                      step: Callable[..., dict[str, float]] = adversarial_step) -> GANRun:
+    """The reports' image-conditioned DCGAN (:class:`ConditionalDCGAN` for ``direction``, widths and code size from
+    ``P``) against a DCGAN :class:`Discriminator`, trained like the DCGAN (:func:`train_gan`, same Adam and schedule,
+    no R1) on **unpaired** data: each step's source batch is drawn independently of its target batch
+    (:func:`~anime_lib.training.batch_indices` stream 1)."""
+    from anime_lib.training import batch_indices
+
+    def source_batch(i: int) -> torch.Tensor:
+        return source_set.tensor(batch_indices(i, P.BATCH_SIZE, len(source_set), P.SEED, stream=1)).to(device)
+
+    return train_gan(run, ConditionalDCGAN(P.IMG_SIZE, P.NGF, P.Z_DIM, direction=direction),
+                     Discriminator(P.IMG_SIZE, P.NDF), target_set, n_steps, source_batch, device=device, step=step,
+                     **_adam_settings(P))
+
+
+def _adam_settings(P: Any, lr_d: float | None = None) -> dict[str, Any]:
+    return {"batch_size": P.BATCH_SIZE, "lr_g": P.LR_G, "lr_d": P.LR_D if lr_d is None else lr_d, "beta1": P.BETA1,
+            "decay_start": P.DECAY_START, "seed": P.SEED}
+
+
+@dataclass
+class RealReference:
+    """Lesson 03's yardsticks from real anime faces (ToyFaces): what a perfect generator would score.
+
+    ``real``: the test faces ([0, 1]); ``second``: a second real set of the same size (ToyFaces split "extra");
+    ``metrics``: :func:`~anime_lib.metrics.evaluate_generator` of the test faces (realism, toy_fid, diversity);
+    ``floor``: the diversity distance of each real set, whose mean :attr:`div_floor` is the noise floor of the
+    diversity figure at this size (finite sets differ by chance); ``one_face``: the diversity of one face repeated
+    as often (total collapse)."""
+
+    real: torch.Tensor
+    second: torch.Tensor
+    metrics: dict[str, float]
+    floor: tuple[float, float]
+    one_face: float
+
+    @property
+    def div_floor(self) -> float:
+        return float(np.mean(self.floor))
+
+    def floor_at(self, n: int) -> float:
+        """The noise floor for sets of ``n`` faces (the first ``n`` of each real set): smaller sets, higher floor."""
+        from anime_lib import metrics
+
+        return float(np.mean([metrics.diversity(x[:n], "anime") for x in (self.real, self.second)]))
+
+    def read_diversity(self, value: float) -> str:
+        """A diversity distance read against the references: its ratio to the noise floor, and total collapse."""
+        return (f"{value:.3f}, {value / self.div_floor:.1f} times the noise floor of two real sets "
+                f"({self.div_floor:.3f}); one face repeated scores {self.one_face:.3f}")
+
+
+def real_reference(test_anime: Any, seed: int = 0) -> RealReference:
+    """The :class:`RealReference` of a ToyFaces anime test set (a ToySet): its metrics, a second real set of the
+    same size and image side, the diversity noise floor and the one-face (collapse) figure."""
+    from anime_lib import metrics
+    from anime_lib.data import toyfaces
+
+    real = test_anime.unit()
+    n, size = len(real), int(real.shape[-1])
+    second = toyfaces.toyfaces("anime", n=n, size=size, split="extra", seed=seed).unit()
+    scores = metrics.evaluate_generator(real, "anime")
+    floor = (scores["diversity"], metrics.diversity(second, "anime"))
+    return RealReference(real=real, second=second, metrics=scores, floor=floor,
+                         one_face=metrics.diversity(real[:1].expand(n, -1, -1, -1), "anime"))
+
+
 def phase_means(history: Any, n_phases: int = 4) -> list[tuple[int, int, dict[str, float]]]:
     """The mean of each logged number over ``n_phases`` equal parts of training (a LossHistory):
     ``[(first step, last step, {name: mean}), ...]``."""
@@ -351,11 +482,69 @@ def phase_means(history: Any, n_phases: int = 4) -> list[tuple[int, int, dict[st
     return rows
 
 
-def speckle(images01: torch.Tensor) -> float:
-    """High-frequency residual of images in [0, 1] (N, 3, H, W): the std of each image minus its 3x3 median
-    (flat cartoon regions give about 0, noisy samples more)."""
-    p = F.pad(images01, (1, 1, 1, 1), mode="replicate").unfold(2, 3, 1).unfold(3, 3, 1)
-    return float((images01 - p.reshape(*images01.shape, 9).median(-1).values).std())
+def describe_d(phase: dict[str, float]) -> str:
+    """D's view of the game in one phase of :func:`phase_means`, as a sentence fragment: its accuracy, D(x), D(G(z))
+    (at the equilibrium 50%, 0.50, 0.50), both losses and R1 when it was logged."""
+    return (f"D accuracy {100 * phase['d_acc']:.0f}%, D(x) = {phase['D_x']:.2f}, D(G(z)) = {phase['D_G_z']:.2f} "
+            f"(equilibrium: 50%, 0.50, 0.50), loss_D {phase['loss_D']:.2f}, loss_G {phase['loss_G']:.2f}"
+            + (f", R1 {phase['r1']:.3f}" if "r1" in phase else ""))
+
+
+def read_collapse_monitor(steps: Sequence[int], values: Sequence[float], jump: float = 0.1) -> list[str]:
+    """Readings of a diversity-over-training curve (``steps``, the diversity distance at each snapshot; the first
+    snapshot is the untrained generator): whether it still moved in the second half of training (how far one
+    measurement can be trusted), and the worst partial collapse, a trained snapshot more than ``jump`` less varied
+    than the best earlier one. With too few snapshots for either, one line says so."""
+    lines = []
+    late = [v for s, v in zip(steps, values) if s >= steps[-1] / 2]
+    if len(late) > 1 and all(b <= a for a, b in zip(late, late[1:])):
+        lines.append(f"Over the second half it fell at every snapshot, {late[0]:.3f} to {late[-1]:.3f}: G's mix of "
+                     "faces was still moving towards that of real data at the end.")
+    elif len(late) > 1:
+        lines.append(f"Over the second half it moved between {min(late):.3f} and {max(late):.3f}, not steadily down: "
+                     f"the mix of faces still drifts, so one measurement is only good to about "
+                     f"+-{(max(late) - min(late)) / 2:.3f} here.")
+    trained = np.asarray(values[1:], dtype=float)
+    rises = trained[1:] - np.minimum.accumulate(trained)[:-1]
+    if len(rises) and rises.max() > jump:
+        worst = int(rises.argmax()) + 2
+        lines.append(f"At step {steps[worst]} the samples were much less varied ({values[worst]:.3f}, "
+                     f"{rises.max():.3f} worse than earlier): a partial collapse; compare that row of the main part's "
+                     "snapshot figure.")
+    elif len(trained) > 1:
+        lines.append(f"No snapshot was more than {jump:g} less varied than an earlier one: no collapse was caught at "
+                     "these snapshots.")
+    return lines or [f"{len(trained)} snapshot(s) after the untrained one: too few for a reading of the curve "
+                     "(raise N_SNAPSHOTS)."]
+
+
+def describe_controls(row: dict[str, Any]) -> str:
+    """A reading of one translation direction measured with :func:`input_controls` (a row of
+    :func:`~anime_lib.evaluation.evaluate` updated with them): are the outputs closer to their own input's attributes
+    than to a shuffled input's, how much of the gap between a real face of someone else (ignoring the input) and the
+    true counterpart they close, and whether they vary as much as the true translations."""
+    own, shuffled, chance, ceiling = (row[k] for k in ("attr_preservation", "attr_vs_shuffled", "attr_someone_else",
+                                                       "attr_ground_truth"))
+    closer = ("no closer to their own input than to a random one" if own - shuffled <= 0.02 else
+              "only slightly closer to their own input than to a random one" if own - shuffled < 0.1 else
+              "clearly closer to their own input than to a random one")
+    gap = (own - chance) / max(ceiling - chance, 1e-9)
+    return (f"the outputs agree with their own input's attributes {own:.3f} of the time and with a shuffled input's "
+            f"{shuffled:.3f}: they are {closer}. A real target face of someone else scores {chance:.3f}, the true "
+            f"counterpart {ceiling:.3f}; "
+            + (f"the {row['method']} closes none of the gap between the two." if gap <= 0.02 else
+               f"the {row['method']} closes {100 * gap:.0f}% of the gap between the two.")
+            + f" Its outputs differ from their mean image by {row['output_spread']:.3f} (mean pixel L1) where the true "
+            f"translations differ from theirs by {row['gt_spread']:.3f}"
+            + (": the outputs vary much less than the faces they should show."
+               if row["output_spread"] < 0.5 * row["gt_spread"] else "."))
+
+
+def attribute_gaps(hist: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per attribute, the total-variation distance between two sets' attribute histograms
+    (:func:`~anime_lib.metrics.attribute_histograms`): half the summed absolute difference of the class fractions,
+    0 = the same mix, 1 = no class in common. The diversity figure is the mean of these against real data."""
+    return {a: 0.5 * float(np.abs(np.asarray(hist[a]) - np.asarray(reference[a])).sum()) for a in hist}
 
 
 def input_controls(fake01: torch.Tensor, source: Any, seed: int = 0) -> dict[str, float]:
@@ -371,35 +560,3 @@ def input_controls(fake01: torch.Tensor, source: Any, seed: int = 0) -> dict[str
             "attr_someone_else": metrics.attr_preservation(gt[perm], source.records),
             "attr_ground_truth": metrics.attr_preservation(gt, source.records),
             "output_spread": metrics.pixel_spread(fake01), "gt_spread": metrics.pixel_spread(gt)}
-
-
-def degraded_like(real01: torch.Tensor, samples01: torch.Tensor, seed: int = 0) -> tuple[float, dict[str, torch.Tensor]]:
-    """Real faces ([0, 1]) degraded the way generator samples are: Gaussian noise of the strength ``sigma`` at which
-    they carry the samples' :func:`speckle` (found on 250 faces), a 3x3 blur, and twice that noise.
-    Returns ``(sigma, {name: images})``, the names saying what was done."""
-    noise = torch.randn(real01.shape, generator=torch.Generator().manual_seed(seed))
-    sigmas = np.linspace(0, 0.2, 21)
-    levels = [speckle((real01[:250] + s * noise[:250]).clamp(0, 1)) for s in sigmas]
-    sigma = float(np.interp(speckle(samples01), levels, sigmas))
-    k = torch.tensor([1.0, 2.0, 1.0]) / 4
-    blurred = F.conv2d(F.pad(real01, (1, 1, 1, 1), mode="replicate"), (k[:, None] * k).expand(3, 1, 3, 3).contiguous(),
-                       groups=3)
-    return sigma, {f"real + noise {sigma:.3f}": (real01 + sigma * noise).clamp(0, 1), "real, blurred 3x3": blurred,
-                   f"real + noise {2 * sigma:.3f} (twice)": (real01 + 2 * sigma * noise).clamp(0, 1)}
-
-
-def histogram_figure(hists: dict[str, dict[str, np.ndarray]], classes: dict[str, Sequence[str]]):
-    """A 3x3 grid of bar charts: for each attribute, the fraction of images in each class, one bar per set."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(14, 9), layout="constrained")
-    width = 0.8 / len(hists)
-    for ax, attr in zip(fig.subplots(3, 3).flat, classes):
-        xs = np.arange(len(classes[attr]))
-        for k, (name, h) in enumerate(hists.items()):
-            ax.bar(xs + (k - (len(hists) - 1) / 2) * width, h[attr], width=width, label=name)
-        ax.set_xticks(xs, classes[attr], rotation=30, fontsize=8)
-        ax.set_title(attr + (" (degrees)" if attr == "roll" else ""), fontsize=10)
-    fig.axes[0].set_ylabel("fraction of images")
-    fig.axes[0].legend(fontsize=8)
-    return fig
