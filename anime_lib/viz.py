@@ -417,3 +417,58 @@ def histogram_figure(hists: Mapping[str, Mapping[str, np.ndarray]], classes: Map
     axes[0].set_ylabel("fraction of images")
     axes[0].legend(fontsize=8)
     return fig
+
+
+def image_rows(rows: Mapping[str, Any], title: str | None = None, value_range: ValueRange = (-1.0, 1.0),
+               size: float = 1.3, fontsize: float = 9) -> Figure:
+    """One row of images per entry of ``rows`` ({label: images (N, 3 or 1, H, W) in ``value_range``}), the
+    label above its row, e.g. inputs, then each model's outputs, then the ground truth. ``size``: inches per
+    image. Rows with fewer images than the longest are left-aligned."""
+    batches = {str(label): _as_batch(images) for label, images in rows.items()}
+    if not batches:
+        raise ValueError("image_rows needs at least one row")
+    ncol = max(len(b) for b in batches.values())
+    fig = Figure(figsize=(size * ncol, (size + 0.25) * len(batches) + (0.3 if title else 0.0)), layout="constrained")
+    for ax, (label, batch) in zip(fig.subplots(len(batches), 1, squeeze=False)[:, 0], batches.items()):
+        array = grid_array(batch, nrow=len(batch), value_range=value_range)
+        ax.imshow(array, interpolation="nearest", vmin=0.0, vmax=1.0, extent=(0, array.shape[1], array.shape[0], 0))
+        ax.set_xlim(0, 2 + ncol * (batch.shape[-1] + 2))  # grid_array's 2 px padding: short rows keep the scale
+        ax.set_title(label, fontsize=fontsize, loc="left")
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=fontsize + 1)
+    return fig
+
+
+def loss_panels(histories: Mapping[str, Any], panels: Mapping[str, Sequence[str]], smooth: int = 50,
+                logy: Sequence[str] = (), figsize: tuple[float, float] | None = None) -> Figure:
+    """Loss curves of several runs side by side: one panel per entry of ``panels`` ({title: loss names}), in it
+    one curve per run of ``histories`` ({run: LossHistory or its ``as_dict()``}) that logged all those names: their
+    sum per step (None -> gap). A run keeps its colour in every panel; raw values faint, the trailing mean over
+    ``smooth`` points on top. Panels whose title is in ``logy`` use a log scale; a panel no run logged says so."""
+    data = {run: h.as_dict() if hasattr(h, "as_dict") else h for run, h in histories.items()}
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=figsize or (4.6 * len(panels), 3.6), layout="constrained")
+    for ax, (title, names) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
+        ax.set_title(title, fontsize=10)
+        drawn = 0
+        for i, (run, h) in enumerate(data.items()):
+            if not all(n in h for n in names):
+                continue
+            values = np.sum([[np.nan if v is None else float(v) for v in h[n]] for n in names], axis=0)
+            steps, color = np.asarray(h["step"], dtype=float), colors[i % len(colors)]
+            if smooth and smooth > 1:
+                ax.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+                values = _trailing_mean(values, smooth)
+            ax.plot(steps, values, color=color, linewidth=1.6, label=run)
+            drawn += 1
+        if not drawn:
+            ax.text(0.5, 0.5, "logged by no run", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        if title in logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="x-small")
+    return fig

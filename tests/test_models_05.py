@@ -275,7 +275,8 @@ def test_landmark_regressor_learns_on_a_tiny_set():
 def test_shape_transfer_keeps_the_roll_and_swaps_the_mean_shape():
     recs = tf.sample_records(200, "human", "train", seed=0)
     lm_h = geo.normalise_landmarks(torch.as_tensor(tf.landmarks_pixels(recs, "human", 32)), 32)
-    lm_a = geo.normalise_landmarks(torch.as_tensor(tf.landmarks_pixels(tf.sample_records(200, "anime", "train", seed=0), "anime", 32)), 32)
+    recs_anime = tf.sample_records(200, "anime", "train", seed=0)
+    lm_a = geo.normalise_landmarks(torch.as_tensor(tf.landmarks_pixels(recs_anime, "anime", 32)), 32)
     T = geo.ShapeTransfer.fit(lm_h, lm_a)
     out = T(lm_h)
     assert torch.allclose(geo.roll_from_landmarks(out), geo.roll_from_landmarks(lm_h), atol=0.5)
@@ -291,7 +292,8 @@ def test_shape_transfer_keeps_the_roll_and_swaps_the_mean_shape():
 def _opts(model):
     opt_G = torch.optim.Adam(model.generators(), lr=1e-3, betas=(0.5, 0.999))
     opt_D = torch.optim.Adam(model.discriminators(), lr=1e-3, betas=(0.5, 0.999))
-    opt_L = torch.optim.Adam(model.local_discriminators(), lr=1e-3, betas=(0.5, 0.999)) if model.config["local_d"] else None
+    opt_L = torch.optim.Adam(model.local_discriminators(), lr=1e-3, betas=(0.5, 0.999)) \
+        if model.config["local_d"] else None
     return opt_G, opt_D, opt_L
 
 
@@ -367,6 +369,152 @@ def test_a_few_steps_reduce_the_landmark_loss():
     for _ in range(20):
         last = geo.geometry_train_step(model, batch, opt_G, opt_D, ImagePool(0), ImagePool(0), w, R_A, R_B, T)
     assert last["landmark_AB"] < 0.7 * first["landmark_AB"]
+
+
+# ----------------------------------------------------------------------------------------------- lesson plumbing
+
+
+def test_part_patches_are_the_crops_at_the_part_centres_and_resize_for_figures():
+    batch, _ = _toy_batch(3, 16)
+    parts = geo.part_patches(batch.b, batch.lm_b, 8)
+    assert tuple(parts) == geo.PARTS
+    centres = geo.part_centres(batch.lm_b)
+    for k, crop in parts.items():
+        assert crop.shape == (3, 3, 8, 8)
+        assert torch.equal(crop, geo.crop_patches(batch.b, centres[k], 8))
+    enlarged = geo.part_patches(batch.b, batch.lm_b, 8, size=16)
+    assert all(x.shape == (3, 3, 16, 16) for x in enlarged.values())
+    assert torch.equal(enlarged["nose"][:, :, ::2, ::2], parts["nose"])  # nearest neighbour: every pixel doubled
+
+
+class _FixedRegressor(nn.Module):
+    """Finds the same landmarks in every batch (a stand-in for a trained regressor)."""
+
+    def __init__(self, landmarks: torch.Tensor):
+        super().__init__()
+        self.landmarks = nn.Parameter(landmarks.clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.landmarks[: len(x)]
+
+
+def test_regressor_errors_in_pixels_and_degrees():
+    size = 32
+    lm = geo.normalise_landmarks(_landmarks_at_roll([-20.0, 0.0, 25.0], size), size)
+    images = _images(3, size)
+    exact = geo.regressor_errors(_FixedRegressor(lm), images, lm)
+    assert exact["faces"] == 3
+    assert exact["landmark error (px)"] == pytest.approx(0.0, abs=1e-5)
+    assert exact["roll error from its eyes (deg)"] == pytest.approx(0.0, abs=1e-3)
+    shifted = geo.regressor_errors(_FixedRegressor(lm + torch.tensor([2.0 / size, 0.0])), images, lm)
+    assert shifted["landmark error (px)"] == pytest.approx(1.0, abs=1e-4)  # every point one pixel to the right
+    assert shifted["roll error from its eyes (deg)"] == pytest.approx(0.0, abs=1e-3)  # a shift keeps the roll
+    level = geo.regressor_errors(_FixedRegressor(geo.normalise_landmarks(_landmarks_at_roll([0.0] * 3, size), size)),
+                                 images, lm)
+    assert level["roll error from its eyes (deg)"] == pytest.approx(15.0, abs=1e-3)  # mean of 20, 0 and 25
+
+
+def test_mean_shift_px_lists_each_landmark_in_pixels():
+    T = geo.ShapeTransfer(torch.zeros(5, 2), torch.tensor([[0.125, -0.0625]]).expand(5, 2))
+    rows = T.mean_shift_px(32)
+    assert [r["landmark"] for r in rows] == list(geo.LANDMARK_NAMES)
+    assert all(r["dx (px)"] == pytest.approx(2.0) and r["dy (px)"] == pytest.approx(-1.0) for r in rows)
+    assert T.reverse().mean_shift_px(32)[0]["dx (px)"] == pytest.approx(-2.0)
+
+
+def _faces(domain: str, n: int = 12, size: int = 16) -> geo.FaceGeometry:
+    """ToyFaces of ``domain`` at ``size`` px (average-pooled from 32 px) with their rolls and landmarks."""
+    recs = tf.sample_records(n, domain, "train", seed=5)
+    images = torch.nn.functional.avg_pool2d(tf.render(recs, domain, 32).float().div(127.5).sub(1), 32 // size)
+    lm = geo.normalise_landmarks(torch.as_tensor(tf.landmarks_pixels(recs, domain, size)), size)
+    return geo.FaceGeometry(images, geo.roll_from_landmarks(lm), lm, torch.ones(n, dtype=torch.bool))
+
+
+def test_variant_step_is_the_hand_written_loop_with_a_second_stage():
+    from anime_lib.training import batch_indices
+
+    human, anime = _faces("human"), _faces("anime")
+    T = geo.ShapeTransfer.fit(human.landmarks, anime.landmarks)
+    R = geo.LandmarkRegressor(16, 4).eval().requires_grad_(False)
+    w = geo.GeometryWeights(lambda_landmark=10.0, lambda_local=1.0)
+    schedule = lambda step: 1.0 - step / 10  # noqa: E731
+
+    def setup():
+        torch.manual_seed(0)
+        model = geo.GeometryCycleGAN(16, 4, 4, 1, angle_channel=True, local_d=True, patch=8)
+        return model, geo.optimisers_and_pools(model, 1e-3, (0.5, 0.999), schedule, 3, seed=7)
+
+    model, o = setup()
+    step_fn = geo.variant_step(geo.geometry_train_step, model, o, human, anime, w, 4, 7, 1e-3, schedule,
+                               local_start=2, R_A=R, R_B=R, transfer_AB=T)
+    got = [step_fn(step) for step in range(4)]
+    assert "local_AB" not in got[1] and {"local_AB", "D_local_A"} <= got[2].keys()
+    assert o["opt_L"].param_groups[0]["lr"] == pytest.approx(1e-3 * schedule(3))
+    assert o["opt_G"].param_groups[0]["lr"] == pytest.approx(1e-3 * schedule(4))  # the schedulers stepped 4 times
+
+    ref_model, r = setup()
+    for step in range(4):
+        ia, ib = (batch_indices(step, 4, 12, 7, stream=k) for k in (0, 1))
+        if step >= 2:
+            r["opt_L"].param_groups[0]["lr"] = 1e-3 * schedule(step)
+        losses = geo.geometry_train_step(ref_model, geo.geometry_batch(human, anime, ia, ib), r["opt_G"], r["opt_D"],
+                                         r["pool_A"], r["pool_B"], w, R, R, T, step >= 2, r["opt_L"],
+                                         r["pool_local_A"], r["pool_local_B"])
+        r["sched_G"].step(), r["sched_D"].step()
+        assert losses == pytest.approx(got[step], abs=1e-6)
+    assert all(torch.equal(v, ref_model.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_tilted_roll_errors_route_models_and_reference_rows(monkeypatch):
+    human = tf.toyfaces("human", n=6, size=32, split="test", cache=False, with_counterpart=True)
+    anime = tf.toyfaces("anime", n=6, size=32, split="test", cache=False, with_counterpart=True)
+    seen = []
+    monkeypatch.setattr(geo, "tilted_roll_error",
+                        lambda fake, src, idx, probe=None: seen.append((fake, src, idx)) or float(fake.sum()))
+    fake = torch.zeros(6, 3, 32, 32)
+    rows = [{"method": "model", "direction": "human->anime"}, {"method": "model", "direction": "anime->human"},
+            {"method": "identity (no translation)", "direction": "human->anime"},
+            {"method": "ground truth (perfect translator)", "direction": "anime->human"}]
+    tilted = {"human": torch.tensor([0, 2]), "anime": torch.tensor([1])}
+    out = geo.tilted_roll_errors(rows, {"model": {"human->anime": fake, "anime->human": fake + 1}},
+                                 {"human": human, "anime": anime}, tilted)
+    assert out is rows
+    assert [r["roll_error_tilted"] for r in rows[:2]] == [0.0, float(fake.numel())]
+    assert rows[2]["roll_error_tilted"] == pytest.approx(float(human.tensor().sum()))
+    assert rows[3]["roll_error_tilted"] == pytest.approx(float(anime.counterpart().tensor().sum()))
+    assert [s.domain for _, s, _ in seen] == ["human", "anime", "human", "anime"]
+    assert torch.equal(seen[1][2], tilted["anime"])
+    with pytest.raises(KeyError, match="other"):
+        geo.tilted_roll_errors([{"method": "other", "direction": "human->anime"}], {}, {"human": human}, tilted)
+
+
+def test_image_rows_one_labelled_row_per_entry():
+    from anime_lib.viz import image_rows
+
+    fig = image_rows({"inputs": _images(4, 16), "maps (1 channel)": torch.rand(4, 1, 16, 16) * 2 - 1,
+                      "two only": _images(2, 16)}, title="demo")
+    axes = fig.axes
+    assert [ax.get_title(loc="left") for ax in axes] == ["inputs", "maps (1 channel)", "two only"]
+    assert fig._suptitle.get_text() == "demo"
+    assert axes[2].get_xlim() == pytest.approx(axes[0].get_xlim())  # a short row keeps the image size
+    with pytest.raises(ValueError):
+        image_rows({})
+
+
+def test_loss_panels_sum_the_named_losses_per_run():
+    from anime_lib.viz import loss_panels
+
+    histories = {"a": {"step": [0, 1, 2], "x": [1.0, 2.0, 3.0], "y": [1.0, 1.0, None]},
+                 "b": {"step": [0, 1, 2], "x": [0.5, 0.5, 0.5]}}
+    fig = loss_panels(histories, {"x + y": ["x", "y"], "x": ["x"], "z": ["z"]}, smooth=1, logy=["x"])
+    both, single, missing = fig.axes
+    assert [line.get_label() for line in both.get_lines()] == ["a"]  # b did not log y
+    assert list(both.get_lines()[0].get_ydata()[:2]) == [2.0, 3.0] and math.isnan(both.get_lines()[0].get_ydata()[2])
+    assert [line.get_label() for line in single.get_lines()] == ["a", "b"]
+    assert single.get_yscale() == "log" and both.get_yscale() == "linear"
+    assert not missing.axison and "no run" in missing.texts[0].get_text()
+    smoothed = loss_panels(histories, {"x": ["x"]}, smooth=2)
+    assert len(smoothed.axes[0].get_lines()) == 4  # raw and smoothed per run
 
 
 def test_rolls_from_detector_reads_the_astronaut_and_reports_misses():

@@ -17,19 +17,23 @@ images in [-1, 1]). Read top to bottom:
   channels: the fix of the channel mismatch), optionally conditional global discriminators
   (image + angle map) and local discriminators on eye / nose / mouth patches (Wu et al. 2019).
 * :func:`normalise_landmarks`, :func:`part_centres`, :func:`crop_patches`: landmarks in [-1, 1]
-  (grid_sample convention) and differentiable patches cut out around the face parts.
+  (grid_sample convention) and differentiable patches cut out around the face parts;
+  :func:`part_patches`: every part's patches at once (for figures).
 * :class:`LandmarkRegressor` and :func:`train_regressor`: R_B, a small CNN that reads the five
-  landmarks of a face of one domain; frozen, it scores the landmarks of translations.
+  landmarks of a face of one domain; frozen, it scores the landmarks of translations
+  (:func:`regressor_errors`: how precisely it reads test faces).
 * :class:`ShapeTransfer`: where a source face's landmarks should land in the other style (anime eyes sit
   lower and wider than human ones): each face keeps its roll and its own deviations from its domain's
-  mean shape, and the mean shape is swapped.
+  mean shape, and the mean shape is swapped (:meth:`ShapeTransfer.mean_shift_px`: the swap per landmark).
 * :class:`FaceGeometry` and :func:`geometry_batch`: the images, rolls and landmarks of a set, and one
   training batch of both domains cut from them.
 * :func:`geometry_generator_objective` and :func:`geometry_train_step`: the objective and one update (the
   tested reference of the step function that lesson 05 shows in its notebook), with
   :func:`angle_maps`, :func:`discriminator_input` and :func:`local_discriminator_step`;
-  :func:`optimisers_and_pools`: the optimisers, schedules and image pools of one training run.
-* :func:`landmark_error_px` and :func:`tilted_roll_error`: the lesson's two geometry measurements.
+  :func:`optimisers_and_pools`: the optimisers, schedules and image pools of one training run;
+  :func:`variant_step`: the step function a ``training.Run`` calls (batch from the step number, stage 2).
+* :func:`landmark_error_px` and :func:`tilted_roll_error`: the lesson's two geometry measurements;
+  :func:`tilted_roll_errors` adds the second to the rows of ``evaluation.evaluate`` / ``reference_rows``.
 * :func:`rolls_from_detector`: roll angles of real photos (Haar eyes) or anime faces (animeface).
 """
 from __future__ import annotations
@@ -47,10 +51,12 @@ from torch import nn
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
 from anime_lib.models.blocks import ImagePool, activation_layer, init_weights, norm_layer, upsample_layer
 from anime_lib.models.cyclegan import PatchDiscriminator, ResnetGenerator, default_n_blocks, default_n_layers
+from anime_lib.training import batch_indices
 from anime_lib.translation import Translator
 
 __all__ = [
     "PARTS",
+    "LANDMARK_NAMES",
     "roll_from_landmarks",
     "angle_map",
     "roll_from_angle_map",
@@ -62,8 +68,10 @@ __all__ = [
     "normalise_landmarks",
     "part_centres",
     "crop_patches",
+    "part_patches",
     "LandmarkRegressor",
     "train_regressor",
+    "regressor_errors",
     "ShapeTransfer",
     "GeometryCycleGAN",
     "GeometryBatch",
@@ -72,10 +80,12 @@ __all__ = [
     "discriminator_input",
     "local_discriminator_step",
     "optimisers_and_pools",
+    "variant_step",
     "FaceGeometry",
     "geometry_batch",
     "landmark_error_px",
     "tilted_roll_error",
+    "tilted_roll_errors",
     "GeometryLosses",
     "geometry_generator_objective",
     "geometry_train_step",
@@ -83,6 +93,7 @@ __all__ = [
 ]
 
 PARTS = ("eyes", "nose", "mouth")
+LANDMARK_NAMES = ("left eye", "right eye", "nose", "mouth left", "mouth right")  # the order of the five landmarks
 
 
 # ----------------------------------------------------------------------------------------------- the angle
@@ -175,6 +186,15 @@ def crop_patches(images: torch.Tensor, centres: torch.Tensor, patch: int) -> tor
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def part_patches(images: torch.Tensor, landmarks: torch.Tensor, patch: int, size: int | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """The patches a local discriminator judges: for each part of :data:`PARTS`, the ``patch`` px crops
+    (N, C, patch, patch) of ``images`` at their ``landmarks`` ((N, 5, 2) in [-1, 1]); enlarged to ``size`` px
+    (nearest neighbour, for figures) when ``size`` is given."""
+    crops = {k: crop_patches(images, c, patch) for k, c in part_centres(landmarks).items()}
+    return crops if size is None else {k: F.interpolate(v, size=size) for k, v in crops.items()}
+
+
 class LandmarkRegressor(nn.Module):
     """Face image (N, 3, S, S) in [-1, 1] -> five landmarks (N, 5, 2) in [-1, 1].
 
@@ -221,6 +241,19 @@ def train_regressor(images: torch.Tensor, landmarks: torch.Tensor, steps: int = 
     return R, losses
 
 
+def regressor_errors(R: nn.Module, images: torch.Tensor, landmarks: torch.Tensor) -> dict[str, Any]:
+    """How far the landmarks that the regressor ``R`` finds in ``images`` (N, 3, S, S) in [-1, 1] lie from
+    ``landmarks`` (N, 5, 2) in [-1, 1]: the number of faces, the mean distance in pixels and the mean error of the
+    roll of the eye line, in degrees. On real test faces with their own landmarks: how precisely ``R`` reads its
+    domain; on translations with the landmarks a :class:`ShapeTransfer` puts them at: what the landmark loss
+    minimises, read on test faces."""
+    with torch.no_grad():
+        found = R(images.to(next(R.parameters()).device)).cpu()
+    return {"faces": len(found), "landmark error (px)": landmark_error_px(found, landmarks, images.shape[-1]),
+            "roll error from its eyes (deg)": float((roll_from_landmarks(found) - roll_from_landmarks(landmarks))
+                                                    .abs().mean())}
+
+
 def _rotate(points: torch.Tensor, roll_degrees: torch.Tensor) -> torch.Tensor:
     """Rotate (N, K, 2) points about the origin by ``roll`` (N,) degrees, clockwise on screen (y down)."""
     th = torch.deg2rad(roll_degrees).view(-1, 1)
@@ -257,6 +290,12 @@ class ShapeTransfer:
 
     def reverse(self) -> "ShapeTransfer":
         return ShapeTransfer(self.mean_dst, self.mean_src)
+
+    def mean_shift_px(self, size: int) -> list[dict[str, Any]]:
+        """The swap of the mean shape, landmark by landmark (:data:`LANDMARK_NAMES`), in pixels of ``size`` px
+        images (upright faces, x right, y down): one row per landmark with ``dx (px)`` and ``dy (px)``."""
+        shift = ((self.mean_dst - self.mean_src) * size / 2).tolist()
+        return [{"landmark": n, "dx (px)": dx, "dy (px)": dy} for n, (dx, dy) in zip(LANDMARK_NAMES, shift)]
 
 
 # ----------------------------------------------------------------------------------------------- the model
@@ -300,8 +339,10 @@ class AngleResnetGenerator(nn.Module):
         self.blocks = nn.ModuleList([AngleResnetBlock(4 * ngf) for _ in range(n_blocks)])
         extra = 1 if inject == "all" else 0
         self.up = nn.ModuleList([
-            nn.Sequential(upsample_layer(4 * ngf + extra, 2 * ngf, upsampling), norm_layer("instance", 2 * ngf), activation_layer("relu")),
-            nn.Sequential(upsample_layer(2 * ngf + extra, ngf, upsampling), norm_layer("instance", ngf), activation_layer("relu")),
+            nn.Sequential(upsample_layer(4 * ngf + extra, 2 * ngf, upsampling), norm_layer("instance", 2 * ngf),
+                          activation_layer("relu")),
+            nn.Sequential(upsample_layer(2 * ngf + extra, ngf, upsampling), norm_layer("instance", ngf),
+                          activation_layer("relu")),
         ])
         init_weights(self)
 
@@ -373,7 +414,8 @@ class GeometryCycleGAN(Translator):
         self.check_direction(direction)
         return self.G_AB if direction == "human->anime" else self.G_BA
 
-    def translate(self, x: torch.Tensor, direction: str = "human->anime", roll: torch.Tensor | None = None) -> torch.Tensor:
+    def translate(self, x: torch.Tensor, direction: str = "human->anime",
+                  roll: torch.Tensor | None = None) -> torch.Tensor:
         """One batch (N, 3, S, S) in [-1, 1] -> (N, 3, S, S) in [-1, 1]. ``roll`` (N,) in degrees: the faces'
         roll angles, needed (and only used) when the generators read the angle map."""
         G = self.generator(direction)
@@ -631,6 +673,38 @@ def optimisers_and_pools(model: GeometryCycleGAN, lr: float, betas: tuple[float,
     return out
 
 
+def variant_step(train_step: Callable[..., dict[str, float]], model: GeometryCycleGAN, o: dict[str, Any],
+                 human: FaceGeometry, anime: FaceGeometry, w: GeometryWeights, batch_size: int, seed: int,
+                 lr: float, lr_lambda: Callable[[int], float], local_start: int | None = None,
+                 R_A: nn.Module | None = None, R_B: nn.Module | None = None,
+                 transfer_AB: ShapeTransfer | None = None, device: torch.device | str = "cpu"
+                 ) -> Callable[[int], dict[str, float]]:
+    """The step function a ``training.Run`` calls to train one variant, ``step -> losses``:
+
+    1. the batch of step ``step``: :func:`anime_lib.training.batch_indices` (stream 0 for ``human``, 1 for
+       ``anime``), so a resumed run sees the batches an uninterrupted one would;
+    2. from ``local_start`` on (None: never) the local discriminators join (stage 2), at the learning rate the
+       schedule gives at that step (``lr * lr_lambda(step)``; they have no scheduler of their own);
+    3. ``train_step`` (the notebook's, or :func:`geometry_train_step`) with the optimisers and pools of ``o``
+       (:func:`optimisers_and_pools`), the weights ``w``, the regressors and the shape transfer;
+    4. both schedulers step.
+    """
+    def step_fn(step: int) -> dict[str, float]:
+        ia = batch_indices(step, batch_size, len(human.images), seed, stream=0)
+        ib = batch_indices(step, batch_size, len(anime.images), seed, stream=1)
+        use_local = local_start is not None and step >= local_start
+        for group in o["opt_L"].param_groups if use_local else []:
+            group["lr"] = lr * lr_lambda(step)
+        losses = train_step(model, geometry_batch(human, anime, ia, ib, device), o["opt_G"], o["opt_D"],
+                            o["pool_A"], o["pool_B"], w, R_A, R_B, transfer_AB, use_local, o.get("opt_L"),
+                            o["pool_local_A"], o["pool_local_B"])
+        o["sched_G"].step()
+        o["sched_D"].step()
+        return losses
+
+    return step_fn
+
+
 # ----------------------------------------------------------------------------------------------- measurements
 
 
@@ -651,10 +725,33 @@ def tilted_roll_error(fake: torch.Tensor, source, tilted: torch.Tensor, probe=No
     return metrics.roll_error(to_unit_range(fake[idx]), source.records.subset(idx.numpy()), probe)
 
 
+def tilted_roll_errors(rows: list[dict[str, Any]], outputs: dict[str, dict[str, torch.Tensor]], test_sets,
+                       tilted: dict[str, torch.Tensor], probe=None) -> list[dict[str, Any]]:
+    """Add ``roll_error_tilted`` (:func:`tilted_roll_error` on the rows ``tilted[source domain]``) to every row of
+    ``rows``: rows of ``evaluation.evaluate`` read their translations from ``outputs[method][direction]`` (what
+    ``evaluate(..., outputs=)`` filled), the reference rows of ``evaluation.reference_rows`` use the source itself
+    ("identity ...") or its ground-truth counterpart ("ground truth ..."). ``test_sets``: domain -> ToySet
+    (``dom.test``). Returns ``rows``, changed in place."""
+    for row in rows:
+        src_domain = row["direction"].split("->")[0]
+        src = test_sets[src_domain]
+        if row["method"] in outputs:
+            fake = outputs[row["method"]][row["direction"]]
+        elif row["method"].startswith("identity"):
+            fake = src.tensor()
+        elif row["method"].startswith("ground truth"):
+            fake = src.counterpart().tensor()
+        else:
+            raise KeyError(f"no translations of {row['method']!r} in outputs")
+        row["roll_error_tilted"] = tilted_roll_error(fake, src, tilted[src_domain], probe)
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------- real photos
 
 
-def rolls_from_detector(images_uint8: torch.Tensor, domain: str, work_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def rolls_from_detector(images_uint8: torch.Tensor, domain: str,
+                        work_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Roll angles (degrees) of real face crops (N, 3, H, W) uint8 and a mask of where eyes were found.
 
     Photos ("human"): OpenCV Haar face + eye cascades (:func:`anime_lib.data.faces.detect_face`);
