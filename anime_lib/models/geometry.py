@@ -51,7 +51,6 @@ from torch import nn
 from anime_lib.losses import discriminator_loss, generator_loss, reconstruction_loss
 from anime_lib.models.blocks import ImagePool, activation_layer, init_weights, norm_layer, upsample_layer
 from anime_lib.models.cyclegan import PatchDiscriminator, ResnetGenerator, default_n_blocks, default_n_layers
-from anime_lib.training import batch_indices
 from anime_lib.translation import Translator
 
 __all__ = [
@@ -689,6 +688,8 @@ def variant_step(train_step: Callable[..., dict[str, float]], model: GeometryCyc
        (:func:`optimisers_and_pools`), the weights ``w``, the regressors and the shape transfer;
     4. both schedulers step.
     """
+    from anime_lib.training import batch_indices  # a training recipe; the model definitions above need none of it
+
     def step_fn(step: int) -> dict[str, float]:
         ia = batch_indices(step, batch_size, len(human.images), seed, stream=0)
         ib = batch_indices(step, batch_size, len(anime.images), seed, stream=1)
