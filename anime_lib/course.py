@@ -8,7 +8,7 @@
 ``runs/<YYYYmmdd-HHMMSS>`` of the checkout, see :func:`runs_root`), injecting ``PROFILE=<profile>``
 and ``OUT_DIR=<out>/<lesson>`` (plus any ``--param``), with the notebooks folder as working directory
 and the ``python3`` kernel. Every cell may run at most ``--timeout`` seconds (default
-:data:`DEFAULT_CELL_TIMEOUT`, 900 s; ``--timeout 0`` means no limit), and the kernel gets
+:data:`DEFAULT_CELL_TIMEOUT`, 3600 s; ``--timeout 0`` means no limit), and the kernel gets
 ``ANIME_LIB_HEADLESS=1`` so that widget helpers draw static figures instead of waiting for a frontend
 (:mod:`anime_lib.widgets`). ``--param`` values are checked against the type of the parameters cell's
 defaults, and an empty ``--only`` is refused, before any lesson starts. While a run writes into a
@@ -43,8 +43,9 @@ KERNEL = "python3"
 #: Parameters the runners set themselves; ``--param`` may not override them.
 RESERVED_PARAMETERS = ("PROFILE", "OUT_DIR")
 #: Longest time (seconds) one cell may run in the course runner and in sweeps unless ``--timeout``
-#: says otherwise; a hanging cell then fails its lesson instead of blocking the run forever.
-DEFAULT_CELL_TIMEOUT = 900.0
+#: says otherwise; a hanging cell then fails its lesson instead of blocking the run forever. An hour:
+#: a cpu-profile training cell takes minutes on an idle machine but over 15 on a busy one (seen: lesson 05).
+DEFAULT_CELL_TIMEOUT = 3600.0
 #: Set to 1 in the environment of every kernel the runners start: no interactive frontend there.
 HEADLESS_ENV = "ANIME_LIB_HEADLESS"
 LOCK_NAME = ".course-run.lock"

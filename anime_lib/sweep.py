@@ -22,7 +22,7 @@ the sweep goes on; the exit status is 1 when any point failed.
 Before anything runs, the file is checked: parameter names against the lesson's parameters cell,
 their values against the type of its defaults, and metric names against the standard result
 columns plus the column names the lesson's code writes (quoted names such as ``"recon_l1"``). Each
-cell may run at most ``--timeout`` seconds (default 900; 0: no limit), the kernels run headless
+cell may run at most ``--timeout`` seconds (default 3600; 0: no limit), the kernels run headless
 (``ANIME_LIB_HEADLESS=1``), and the sweep folder is locked while the sweep writes there.
 """
 from __future__ import annotations
@@ -437,7 +437,7 @@ def run_sweep(
     ``profile`` overrides the file's profile. With ``dry_run`` nothing runs and nothing is written:
     the returned dict lists the points with their parameters and folders. Otherwise it returns the
     content of ``sweep.json`` plus ``"run_dir"``. Raises :class:`SweepError` for an invalid file.
-    ``timeout``: seconds one cell may run (default 900; None or 0: no limit). Raises ``ValueError``
+    ``timeout``: seconds one cell may run (default 3600; None or 0: no limit). Raises ``ValueError``
     when another sweep or course run is writing into the same folder.
     """
     spec = load_sweep(spec_path)

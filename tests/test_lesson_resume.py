@@ -29,7 +29,7 @@ def _printed(notebook: Path) -> str:
 
 def _run(lesson: str, out: Path, **params) -> str:
     """Run every notebook of ``lesson`` (a long lesson has a main part and a deep dive) and return what they printed."""
-    summary = run_course("smoke", lesson, out, ROOT / "notebooks", params=params or None, progress=False)
+    summary = run_course("smoke", lesson, out, ROOT / "notebooks", timeout=600, params=params or None, progress=False)
     assert summary["notebooks"], f"no notebook of lesson {lesson} ran"
     for entry in summary["notebooks"]:
         assert entry["status"] == "ok", entry["error"]

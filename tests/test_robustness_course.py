@@ -60,7 +60,7 @@ def test_every_runner_has_a_finite_default_cell_timeout():
 def test_run_course_passes_the_timeout_and_headless_env_to_every_lesson(lessons, tmp_path, calls, monkeypatch):
     monkeypatch.delenv("ANIME_LIB_HEADLESS", raising=False)
     run_course("smoke", None, tmp_path / "run", lessons, progress=False)
-    assert [c["execution_timeout"] for c in calls] == [900, 900]
+    assert [c["execution_timeout"] for c in calls] == [3600, 3600]
     assert [c["env"] for c in calls] == ["1", "1"]
     assert "ANIME_LIB_HEADLESS" not in os.environ  # restored afterwards
     calls.clear()
@@ -165,4 +165,4 @@ def test_sweep_runs_headless_with_the_default_timeout_and_a_lock(lessons, tmp_pa
         with pytest.raises(ValueError, match="another course run"):
             run_sweep(spec, "smoke", tmp_path / "out", progress=False)
     run_sweep(spec, "smoke", tmp_path / "out", progress=False)
-    assert [c["execution_timeout"] for c in calls] == [900, 900] and {c["env"] for c in calls} == {"1"}
+    assert [c["execution_timeout"] for c in calls] == [3600, 3600] and {c["env"] for c in calls} == {"1"}
