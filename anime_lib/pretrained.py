@@ -16,7 +16,6 @@ so without suggesting ``weights_only=False``.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from anime_lib.data.download import sha256_of
 
 __all__ = ["WeightsError", "WeightsFile", "WEIGHTS", "register", "weights_path", "load_weights_file",
            "pretrained_for", "describe"]
@@ -81,20 +82,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ANIME_LIB_CACHE", Path.home() / ".cache" / "anime_lib"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check(entry: WeightsFile, path: Path) -> None:
     size = path.stat().st_size
     if size != entry.size:
         raise WeightsError(f"weights {entry.name!r} at {path} have {size:,} bytes, expected {entry.size:,}: the file is "
                            f"truncated or another version. {_recover(entry, path)}")
-    digest = _sha256(path)
+    digest = sha256_of(path)
     if digest != entry.sha256:
         raise WeightsError(f"weights {entry.name!r} at {path} have sha256 {digest[:16]}..., expected "
                            f"{entry.sha256[:16]}...: the file is corrupt or another version. {_recover(entry, path)}")

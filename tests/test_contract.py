@@ -18,6 +18,7 @@ from torch import nn
 from anime_lib import evaluation as ev
 from anime_lib import pretrained as pt
 from anime_lib.data import toyfaces as tf
+from anime_lib.data.download import sha256_of
 from anime_lib.models import cyclegan as cg
 from anime_lib.models import dcgan, difference, encoder_decoder as ed, geometry as geo, ugatit as ug
 from anime_lib.ranges import to_model_range, to_unit_range
@@ -188,7 +189,7 @@ def test_use_pretrained_downloads_verifies_and_loads_a_shipped_run(tmp_path, htt
     root, url = http_folder
     (root / "toy.pt").write_bytes(ckpt.read_bytes())
     monkeypatch.setenv("ANIME_LIB_CACHE", str(tmp_path / "cache"))
-    entry = pt.WeightsFile("test/toy/smoke", "a test run", size=ckpt.stat().st_size, sha256=pt._sha256(ckpt),
+    entry = pt.WeightsFile("test/toy/smoke", "a test run", size=ckpt.stat().st_size, sha256=sha256_of(ckpt),
                            url=f"{url}/toy.pt")
     monkeypatch.setitem(pt.WEIGHTS, entry.name, entry)
     run = Run("toy", tmp_path / "fresh", {"lr": 0.1}, use_pretrained=True, weights=entry.name)

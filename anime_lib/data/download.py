@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Union
 from tqdm.auto import tqdm
 
 __all__ = [
-    "DownloadError", "fetch_url", "fetch_drive", "safe_extract", "extract_into", "verify_file",
+    "DownloadError", "sha256_of", "fetch_url", "fetch_drive", "safe_extract", "extract_into", "verify_file",
     "verify_archive", "read_manifest", "MANIFEST_NAME", "ARCHIVE_SUFFIXES",
 ]
 
@@ -109,7 +109,7 @@ class DownloadError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Verification
 # --------------------------------------------------------------------------------------------
-def _sha256_of(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
@@ -170,7 +170,7 @@ def verify_file(
         want = sha256.strip().lower()
         if len(want) < 8 or any(c not in "0123456789abcdef" for c in want):
             raise ValueError(f"sha256 must be a hex digest or a prefix of at least 8 hex digits, got {sha256!r}")
-        got = _sha256_of(path)
+        got = sha256_of(path)
         if not got.startswith(want):
             raise DownloadError(
                 f"The checksum of {dest.name} does not match: sha256 {got}, expected "
@@ -563,7 +563,7 @@ def _same_content(a: Path, b: Path) -> bool:
     try:
         if a.is_symlink() or b.is_symlink() or a.stat().st_size != b.stat().st_size:
             return False
-        return _sha256_of(a) == _sha256_of(b)
+        return sha256_of(a) == sha256_of(b)
     except OSError:
         return False
 
