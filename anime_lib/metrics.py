@@ -67,7 +67,7 @@ def _check01(images: torch.Tensor, name: str = "images") -> torch.Tensor:
     if lo < -0.02 or hi > 1.02:
         raise ValueError(
             f"{name} must be in [0, 1] for metrics (got min {lo:.2f}, max {hi:.2f}); "
-            "models work in [-1, 1]: convert with anime_lib.viz.to_unit_range(x) or (x + 1) / 2"
+            "models work in [-1, 1]: convert with anime_lib.ranges.to_unit_range(x)"
         )
     return images.clamp(0, 1)
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from anime_lib.losses import discriminator_accuracy, discriminator_loss, generator_loss, r1_penalty
 from anime_lib.models.blocks import eval_mode, init_weights
+from anime_lib.ranges import to_unit_range
 from anime_lib.translation import Translator, parse_direction
 
 __all__ = [
@@ -352,11 +353,11 @@ def train_gan(run: Any, G: nn.Module, D: nn.Module, real_set: Any, n_steps: int,
 
     def take_snapshot(i: int) -> None:
         with torch.no_grad(), eval_mode(G):
-            snaps["images"].append((G(snapshot_input.to(device)).float().cpu() + 1) / 2)
+            snaps["images"].append(to_unit_range(G(snapshot_input.to(device))))
         if diversity_n:
             from anime_lib import metrics
 
-            samples = (sample_images(G, diversity_n, seed=seed + 1) + 1) / 2
+            samples = to_unit_range(sample_images(G, diversity_n, seed=seed + 1))
             snaps["diversity"].append(metrics.diversity(samples, diversity_domain))
         snaps["step"].append(i)
 

@@ -45,6 +45,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from anime_lib.models.blocks import eval_mode
+from anime_lib.ranges import to_unit_range
 from anime_lib.translation import Translator, translate_set
 
 __all__ = [
@@ -589,7 +590,7 @@ def heatmap_overlay(images: torch.Tensor, maps: torch.Tensor, alpha: float = 0.5
     import matplotlib
 
     colours = torch.from_numpy(matplotlib.colormaps[cmap](maps[:, 0].cpu().numpy())[..., :3]).permute(0, 3, 1, 2).float()
-    return (1 - alpha) * (images.cpu().float().clamp(-1, 1) + 1) / 2 + alpha * colours
+    return (1 - alpha) * to_unit_range(images.clamp(-1, 1)) + alpha * colours
 
 
 def attention_grid(inputs: torch.Tensor, maps: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -598,8 +599,8 @@ def attention_grid(inputs: torch.Tensor, maps: dict[str, torch.Tensor]) -> torch
     discriminators' heatmaps over the translations (``maps`` from :func:`attention_summary`, first n used)."""
     n = len(inputs)
     fake = maps["fake"][:n]
-    return torch.cat([(inputs.cpu().float().clamp(-1, 1) + 1) / 2, heatmap_overlay(inputs, maps["G"][:n]),
-                      (fake.clamp(-1, 1) + 1) / 2, heatmap_overlay(fake, maps["D_global"][:n]),
+    return torch.cat([to_unit_range(inputs.clamp(-1, 1)), heatmap_overlay(inputs, maps["G"][:n]),
+                      to_unit_range(fake.clamp(-1, 1)), heatmap_overlay(fake, maps["D_global"][:n]),
                       heatmap_overlay(fake, maps["D_local"][:n])])
 
 
