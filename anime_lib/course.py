@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from anime_lib import config, results
+from anime_lib import config, machine_speed, results
 from anime_lib.notebook_meta import UPPER_CASE, parameters_cell, read_notebook
 
 KERNEL = "python3"
@@ -394,9 +394,16 @@ def timestamp() -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _report_appendix(runs: Sequence[NotebookRun]) -> str:
+def _report_appendix(runs: Sequence[NotebookRun], speed: machine_speed.MachineSpeed | None = None) -> str:
     lines = ["## Wall time", ""]
-    lines += [f"- `{r.notebook}`: {r.seconds:.1f} s ({r.status})" for r in runs] or ["No lesson ran."]
+    if speed is not None:
+        lines += [f"Machine speed, timed before and after the lessons: {speed.describe()}. In brackets: the "
+                  "wall time converted to the reference machine (`anime_lib.machine_speed`).", ""]
+
+    def at_reference(run: NotebookRun) -> str:
+        return "" if speed is None else f"; about {speed.at_reference(run.seconds):.0f} s on the reference machine"
+
+    lines += [f"- `{r.notebook}`: {r.seconds:.1f} s ({r.status}{at_reference(r)})" for r in runs] or ["No lesson ran."]
     lines += ["", "## Failures", ""]
     failed = [r for r in runs if not r.ok]
     lines += [f"- `{r.notebook}`: {r.error} — executed notebook: `{r.executed}`" for r in failed] or ["None."]
@@ -440,6 +447,11 @@ def _run_lessons(lessons: Sequence[Path], run_dir: Path, folder: Path, resolved:
     print(f"profile: {resolved} ({reason})")
     print(f"{len(lessons)} lesson(s) from {folder} -> {run_dir}")
     started = datetime.now().astimezone().isoformat(timespec="seconds")
+    # the smoke profile's seconds mean nothing; a cpu or gpu run's wall times are read against the machine's speed
+    timed = resolved != "smoke" and bool(lessons)
+    speeds = [machine_speed.measure()] if timed else []
+    if speeds:
+        print(f"machine speed: {speeds[0].describe()}")
     runs: list[NotebookRun] = []
     bar = tqdm(lessons, desc="course", unit="lesson", disable=not progress, file=sys.stderr)
     for path in bar:
@@ -455,6 +467,9 @@ def _run_lessons(lessons: Sequence[Path], run_dir: Path, folder: Path, resolved:
         detail = "" if run.ok else f"  {run.error}"
         tqdm.write(f"{mark} {path.stem}  {run.seconds:.1f} s{detail}")
     bar.close()
+    if timed:
+        speeds.append(machine_speed.measure())
+    speed = machine_speed.combine(speeds) if speeds else None
 
     unreadable: list[tuple[Path, str]] = []
     rows = results.collect(run_dir, errors=unreadable)
@@ -469,12 +484,13 @@ def _run_lessons(lessons: Sequence[Path], run_dir: Path, folder: Path, resolved:
         "notebooks_dir": str(folder),
         "started": started,
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine_speed": speed.as_dict() if speed is not None else None,
         "notebooks": [r.as_dict() for r in runs],
         "failures": [{"notebook": r.notebook, "error": r.error, "executed": r.executed} for r in runs if not r.ok],
     }
     json_path, md_path = results.save_results(
         run_dir, rows, info=info, title=f"Course run {run_dir.name} (profile {resolved})",
-        appendix=_report_appendix(runs),
+        appendix=_report_appendix(runs, speed),
     )
     summary = json.loads(json_path.read_text(encoding="utf-8"))
     summary["run_dir"] = str(run_dir)

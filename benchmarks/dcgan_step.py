@@ -8,7 +8,8 @@ networks). By default the CPU runs the cpu setting and CUDA, when available, run
 them for every device (the gpu setting takes 2-4 s per step on two CPU cores). It prints the median seconds per
 step (after two warm-up steps), images per second, and what the lesson's steps (4,000 in the cpu profile, 6,000
 in the gpu profile) would cost at that speed, so that a reader can tell whether a slow lesson is the machine.
-About 20 seconds on two CPU cores.
+About 20 seconds on two CPU cores. The timing itself is :func:`anime_lib.machine_speed.dcgan_seconds_per_step`,
+which the course runner also uses as its yardstick of the machine's speed.
 
 Measured on 2 idle CPU cores, 2026-11-22, three runs: the cpu setting takes 0.033-0.042 s per step (133-169 s for
 the cpu profile's 4,000 steps; lesson 03's DCGAN trained in 114 s and 141 s on two different days), and 0.045-0.055 s
@@ -20,37 +21,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
-from anime_lib.models.dcgan import Discriminator, Generator, adversarial_step
+from anime_lib.machine_speed import REFERENCE_SECONDS_PER_STEP, dcgan_seconds_per_step
 
 SETTINGS = {  # name: (image size, G and D width, batch, the lesson's N_STEPS in that profile)
     "cpu": (32, 32, 32, 4000),
     "gpu": (64, 64, 128, 6000),
 }
-
-
-def seconds_per_step(size: int, width: int, batch: int, r1_gamma: float, steps: int, device: torch.device) -> float:
-    """Median wall time of ``steps`` DCGAN steps on random images, after two warm-up steps."""
-    torch.manual_seed(0)
-    G, D = Generator(100, size, width).to(device), Discriminator(size, width).to(device)
-    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    real = torch.rand(batch, 3, size, size, device=device) * 2 - 1
-    times = []
-    for i in range(steps + 2):
-        z = torch.randn(batch, 100, device=device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        adversarial_step(G, D, opt_G, opt_D, z, real, r1_gamma=r1_gamma)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:  # the first steps pay for allocation and kernel selection
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:
@@ -71,9 +50,11 @@ def main() -> None:
         for name in args.settings or (["cpu"] if device.type == "cpu" else list(SETTINGS)):
             size, width, batch, n_steps = SETTINGS[name]
             for gamma in args.r1:
-                s = seconds_per_step(size, width, batch, gamma, args.steps, device)
+                s = dcgan_seconds_per_step(size, width, batch, gamma, args.steps, device)
                 print(f"{device.type:6} {name:7} {size:>4} {width:>5} {batch:>5} {gamma:>4g} {s:>8.4f} {batch / s:>9.0f} "
                       f"{n_steps:>12,} {n_steps * s:>9.0f}s", flush=True)
+    print(f"reference machine (README's cpu table, cpu setting, no R1): {REFERENCE_SECONDS_PER_STEP:.3f} s/step; "
+          "the course runner times this step before and after a cpu or gpu run (anime_lib.machine_speed)")
     if torch.cuda.is_available():
         print(f"CUDA device: {torch.cuda.get_device_name(0)}")
 
