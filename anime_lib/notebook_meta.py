@@ -172,6 +172,16 @@ def parameter_names(nb: nbformat.NotebookNode | str | os.PathLike) -> list[str]:
     return names
 
 
+def training_cells(nb: nbformat.NotebookNode | str | os.PathLike) -> list[int]:
+    """Indices (into ``nb.cells``) of the code cells that train: they build a ``Run(`` or call ``train_loop(``.
+
+    Everything a lesson's checkpoints depend on happens up to the last of them, which is why the resume test
+    runs each lesson only that far.
+    """
+    nb = _as_notebook(nb)
+    return [i for i, c in enumerate(nb.cells) if c.get("cell_type") == "code" and _TRAIN_CALL.search(_source(c))]
+
+
 def is_training_lesson(nb: nbformat.NotebookNode | str | os.PathLike) -> bool:
     """Whether the lesson trains a model, so that it must name a training length.
 
@@ -182,7 +192,7 @@ def is_training_lesson(nb: nbformat.NotebookNode | str | os.PathLike) -> bool:
     declared = nb.get("metadata", {}).get("anime_lib", {}).get("trains")
     if declared is not None:
         return bool(declared)
-    return any(c.get("cell_type") == "code" and _TRAIN_CALL.search(_source(c)) for c in nb.cells)
+    return bool(training_cells(nb))
 
 
 # --------------------------------------------------------------------------------------------------
