@@ -82,8 +82,8 @@ def find_notebooks(notebooks_dir: str | os.PathLike | None = None,
                    only: str | Iterable[str] | None = None) -> list[Path]:
     """Lesson notebooks ``NN_*.ipynb`` of ``notebooks_dir``, sorted, filtered by ``only``.
 
-    ``only`` holds lesson numbers ("04", "4") or lesson ids / id prefixes, as a list or a comma
-    separated string; None means every lesson. A number or name that matches no lesson, and a
+    ``only`` holds lesson numbers ("04", "4": the lesson's every notebook) or lesson ids / id prefixes
+    (a whole id names that notebook only), as a list or a comma separated string; None means every lesson. A number or name that matches no lesson, and a
     selection that names no lesson at all (``--only ,``, ``only=[]``), raise ``ValueError``.
     """
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
@@ -101,7 +101,8 @@ def find_notebooks(notebooks_dir: str | os.PathLike | None = None,
     chosen: list[Path] = []
     for tok in tokens:
         prefix = tok.zfill(2) + "_" if tok.isdigit() else tok
-        matches = [p for p in lessons if p.stem.startswith(prefix) or p.stem == tok]
+        # a whole id names that notebook only (04_cyclegan, not its deep dive 04_cyclegan_deep_dive too)
+        matches = [p for p in lessons if p.stem == tok] or [p for p in lessons if p.stem.startswith(prefix)]
         if not matches:
             available = ", ".join(p.stem for p in lessons) or "none"
             raise ValueError(f"--only {tok!r} matches no lesson in {folder} (available: {available})")

@@ -75,6 +75,15 @@ def test_find_notebooks_filters_by_number_and_id(lessons: Path):
         find_notebooks(lessons / "missing")
 
 
+def test_a_whole_id_names_one_notebook_a_number_every_part(tmp_path: Path, write_notebook):
+    folder = tmp_path / "notebooks"
+    for stem in ("04_cyclegan", "04_cyclegan_deep_dive", "05_geometry"):
+        write_notebook(folder / f"{stem}.ipynb", [("code", PARAMETERS, ["parameters"])])
+    assert [p.stem for p in find_notebooks(folder, "04_cyclegan")] == ["04_cyclegan"]
+    assert [p.stem for p in find_notebooks(folder, "04")] == ["04_cyclegan", "04_cyclegan_deep_dive"]
+    assert [p.stem for p in find_notebooks(folder, "04_cyc")] == ["04_cyclegan", "04_cyclegan_deep_dive"]
+
+
 def test_parse_param():
     assert parse_param("IMG_SIZE=48") == ("IMG_SIZE", 48)
     assert parse_param("LAMBDAS=[1, 10.5]") == ("LAMBDAS", [1, 10.5])
