@@ -1,0 +1,116 @@
+"""The calibration ladder: what the probe's figures say about translations whose flaw is known.
+
+Every rung starts from the ground-truth translations of a ToyFaces test set (what a perfect translator would
+return) and spoils them in one known way: blur, noise, a lower resolution, JPEG blocking, a colour cast, a
+half-done translation, the right style on the wrong face, or no translation at all. Measured like any
+translator (:func:`anime_lib.evaluation.measure_translations`), the rungs show what toy_fid 0.1, 0.5 or 1
+looks like, and what each metric does not see: toy_fid compares *sets*, so the wrong face scores as well
+as the right one (gt_l1 and attr_preservation catch it), and realism is a classifier's vote that most
+spoiled images still win.
+
+* :data:`RUNGS`: the rung names, mildest first; :func:`spoil` makes a rung's images;
+* :func:`ladder`: one result row per rung (the columns of every lesson table, plus ``rung``), and the
+  images for a figure.
+
+``benchmarks/toy_fid_ladder.py`` prints the ladder at 32 and 64 px; lesson 00 shows it with pictures.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
+
+from anime_lib.ranges import to_model_range
+from anime_lib.translation import parse_direction
+
+__all__ = ["RUNGS", "spoil", "ladder"]
+
+#: The rungs, roughly from harmless to no translation at all. The numbers are part of the name, so that a
+#: table or a figure says exactly what was done.
+RUNGS = (
+    "ground truth",
+    "noise sigma 0.05",
+    "noise sigma 0.1",
+    "blur sigma 1.2 px",
+    "downsample x2 and back",
+    "JPEG quality 10",
+    "colour cast (+0.1 red, -0.1 blue)",
+    "50/50 blend of input and ground truth",
+    "another face's ground truth",
+    "identity (no translation)",
+)
+
+
+def _jpeg(x01: torch.Tensor, quality: int) -> torch.Tensor:
+    from PIL import Image
+
+    out = []
+    for img in (x01.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy():
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        out.append(np.asarray(Image.open(buf).convert("RGB")))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+
+
+def spoil(rung: str, truth01: torch.Tensor, source01: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The images of ``rung`` (one of :data:`RUNGS`), in [0, 1], from the ground-truth translations ``truth01``
+    and their inputs ``source01`` (both (N, 3, S, S) in [0, 1], the same faces in the same order).
+
+    Noise uses a generator seeded with ``seed``; "another face's ground truth" shifts the set by one face, so
+    every image is a real translation of somebody else. Raises ``ValueError`` for an unknown rung.
+    """
+    if rung not in RUNGS:
+        raise ValueError(f"unknown rung {rung!r}; the ladder has {', '.join(RUNGS)}")
+    if truth01.shape != source01.shape:
+        raise ValueError(f"ground truth {tuple(truth01.shape)} and inputs {tuple(source01.shape)} differ in shape")
+    x = truth01.float()
+    if rung == "ground truth":
+        out = x
+    elif rung.startswith("noise sigma"):
+        sigma = float(rung.split()[-1])
+        out = x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    elif rung == "blur sigma 1.2 px":
+        out = gaussian_blur(x, kernel_size=9, sigma=1.2)  # 9 taps: +-3.3 sigma
+    elif rung == "downsample x2 and back":
+        small = F.interpolate(x, scale_factor=0.5, mode="area")
+        out = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    elif rung == "JPEG quality 10":
+        out = _jpeg(x, 10)
+    elif rung.startswith("colour cast"):
+        out = x + torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1, 1)
+    elif rung.startswith("50/50 blend"):
+        out = 0.5 * x + 0.5 * source01.float()
+    elif rung == "another face's ground truth":
+        out = x.roll(1, dims=0)
+    else:  # identity
+        out = source01.float()
+    return out.clamp(0, 1)
+
+
+def ladder(source: Any, direction: str = "human->anime", rungs: Sequence[str] = RUNGS, *, probe=None,
+           seed: int = 0, with_diversity: bool = False) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """Measure every rung on the test set ``source`` (a ToyFaces set of the direction's source domain, with its
+    ground truth): returns ``(rows, images)``, one metrics row per rung (``method`` and ``rung`` are the rung's
+    name) and ``{rung: images in [0, 1]}`` for figures. Use at least 200 faces: toy_fid is noisy below that.
+    """
+    from anime_lib.evaluation import has_ground_truth, measure_translations
+
+    src, _ = parse_direction(direction)
+    if getattr(source, "domain", src) != src:
+        raise ValueError(f"the ladder of {direction} needs a {src} test set, got a {source.domain} one")
+    if not has_ground_truth(source):
+        raise ValueError("the calibration ladder needs ground-truth translations (a ToyFaces test set)")
+    truth01, source01 = source.counterpart().unit(), source.unit()
+    rows, images = [], {}
+    for rung in rungs:
+        images[rung] = spoil(rung, truth01, source01, seed)
+        row = measure_translations(to_model_range(images[rung]), source, direction, method=rung, probe=probe,
+                                   with_diversity=with_diversity)
+        rows.append({"rung": rung, **row})
+    return rows, images
+
