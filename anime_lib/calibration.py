@@ -19,12 +19,11 @@ from __future__ import annotations
 import io
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from anime_lib.ranges import to_model_range
+from anime_lib.ranges import to_model_range, to_unit_range
 from anime_lib.translation import parse_direction
 
 __all__ = ["RUNGS", "spoil", "ladder"]
@@ -46,15 +45,15 @@ RUNGS = (
 
 
 def _jpeg(x01: torch.Tensor, quality: int) -> torch.Tensor:
-    from PIL import Image
+    """Each image saved as a JPEG of ``quality`` and read back, through the library's image reader."""
+    from anime_lib.data.images import to_image, to_tensor
 
     out = []
-    for img in (x01.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy():
+    for img in x01:
         buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=quality)
-        buf.seek(0)
-        out.append(np.asarray(Image.open(buf).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+        to_image(to_model_range(img)).save(buf, format="JPEG", quality=quality)
+        out.append(to_tensor(buf.getvalue(), x01.shape[-1]))
+    return to_unit_range(torch.stack(out))
 
 
 def spoil(rung: str, truth01: torch.Tensor, source01: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -82,9 +82,10 @@ def find_notebooks(notebooks_dir: str | os.PathLike | None = None,
                    only: str | Iterable[str] | None = None) -> list[Path]:
     """Lesson notebooks ``NN_*.ipynb`` of ``notebooks_dir``, sorted, filtered by ``only``.
 
-    ``only`` holds lesson numbers ("04", "4": the lesson's every notebook) or lesson ids / id prefixes
-    (a whole id names that notebook only), as a list or a comma separated string; None means every lesson. A number or name that matches no lesson, and a
-    selection that names no lesson at all (``--only ,``, ``only=[]``), raise ``ValueError``.
+    ``only`` holds lesson numbers ("04", "4": every notebook of the lesson) or lesson ids / id prefixes
+    (a whole id names that notebook only), as a list or a comma separated string; None means every lesson.
+    A number or name that matches no lesson, and a selection that names no lesson at all (``--only ,``,
+    ``only=[]``), raise ``ValueError``.
     """
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     if not folder.is_dir():

@@ -2,9 +2,10 @@
 
 The yardstick is one step of lesson 03's DCGAN at the cpu profile's setting (32 px, widths 32, batch 32:
 D on a real and a fake batch, then G), timed on random images. It is mostly convolutions forward and
-backward, like every lesson's training, so a lesson's wall time scales with it: on a machine where the step
-takes three times as long, so does the lesson (lessons 00-03 took 2.9-3.4x as long on 2026-11-30, when the
-step took 0.110 s, as on 2026-11-21, when it took 0.033-0.042 s).
+backward, like every lesson's training, so a lesson's wall time roughly scales with it (lessons 01-04 took
+2.7-3.4x as long on 2026-11-30 and 12-01, when the step took 0.10-0.11 s, as on 2026-11-21, when it took
+0.033-0.042 s). Roughly: lesson 05's small-batch CycleGAN steps took 4.7x as long on 12-01, so read the
+conversion as an estimate, not a measurement.
 
 * :func:`dcgan_seconds_per_step` times the step for any setting and device (``benchmarks/dcgan_step.py``
   prints it for both profiles' settings);
