@@ -10,12 +10,16 @@ downloaded on request, each with its size and SHA-256, and one loader for every 
   only, and every failure is a :class:`WeightsError` that names the file and says what to do.
 * :func:`pretrained_for` is what a lesson's ``USE_PRETRAINED`` switch asks: the shipped weights of one
   trained model for a profile, or None (then the lesson trains it).
+* :data:`MANIFEST` (``weights/shipped.json``) lists the lessons' shipped models, written by
+  ``python -m anime_lib.pretrain`` (:mod:`anime_lib.pretrain`) with each model's steps, training time and
+  figures; every entry is registered here. :func:`shipped_info` returns an entry.
 
 Loading never runs code from a file: a file holding other Python objects is refused, and the message says
 so without suggesting ``weights_only=False``.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -26,10 +30,12 @@ import torch
 
 from anime_lib.data.download import sha256_of
 
-__all__ = ["WeightsError", "WeightsFile", "WEIGHTS", "register", "weights_path", "load_weights_file",
-           "pretrained_for", "describe"]
+__all__ = ["WeightsError", "WeightsFile", "WEIGHTS", "MANIFEST", "register", "weights_path", "load_weights_file",
+           "pretrained_for", "shipped_info", "describe"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+#: The shipped models of the lessons (written by ``python -m anime_lib.pretrain``).
+MANIFEST = PACKAGE_ROOT / "weights" / "shipped.json"
 
 
 class WeightsError(RuntimeError):
@@ -75,6 +81,25 @@ register(WeightsFile(
     size=1_864_569, sha256="0a124892f4058e4a75500d86d28811d7d854d844327e8e483fd3e95aef55ec42",
     repo_path="weights/probe.pt", made_by="python -m anime_lib.probe",
 ))
+
+
+def _register_shipped() -> None:
+    entries = json.loads(MANIFEST.read_text(encoding="utf-8")) if MANIFEST.exists() else {}
+    for name, e in entries.items():
+        register(WeightsFile(name=name, description=e.get("description", ""), size=int(e["size"]),
+                             sha256=e["sha256"], repo_path=f"weights/{e['file']}", lesson=e["lesson"],
+                             profile=e["profile"], made_by=e.get("made_by", "")))
+
+
+_register_shipped()
+
+
+def shipped_info(name: str) -> dict[str, Any]:
+    """The manifest entry of the shipped model ``name`` (steps, train_seconds, figures, made_by, date ...)."""
+    entries = json.loads(MANIFEST.read_text(encoding="utf-8")) if MANIFEST.exists() else {}
+    if name not in entries:
+        raise WeightsError(f"no shipped model named {name!r}; shipped: {', '.join(sorted(entries)) or 'none'}")
+    return entries[name]
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,237 @@
+"""Train a lesson's main model for longer and ship it: the command that makes the weights ``USE_PRETRAINED`` loads.
+
+    python -m anime_lib.pretrain list
+    python -m anime_lib.pretrain run 04_cyclegan [--out runs/pretrain] [--timeout SECONDS] [--param NAME=VALUE ...]
+    python -m anime_lib.pretrain export 04_cyclegan [--out runs/pretrain]
+
+A lesson that ships a model trains it in a run of its own, named in :data:`SHIPPED` (lesson 04: the run
+``cyclegan_long``, ``PRETRAINED_STEPS`` steps): with ``USE_PRETRAINED = True`` that run loads the shipped
+weights, with ``False`` the lesson trains it itself. ``run`` is exactly the second case: it executes the
+lesson (papermill, the course runner's per-cell timeout) with ``USE_PRETRAINED=False`` into
+``<out>/<lesson>``, so the shipped model is trained by the lesson's own code and settings, resumably (run
+the command again after an interruption: the lesson continues from its checkpoints). Then it exports.
+
+``export`` takes the last checkpoint of each shipped run, checks that it finished (its step equals the
+``n_steps`` of its settings), keeps only what a lesson loads (the models, EMAs and logs named in
+:class:`Shipment`, plus the runner's step, settings, loss history and training seconds; optimisers, pools
+and random states are left out), stores floating-point tensors as float16 (half the bytes; the lessons
+compute in float32 again after loading) and writes ``anime_lib/weights/<lesson>--<run>--<profile>.pt``
+and its entry in ``anime_lib/weights/shipped.json``: size, SHA-256, steps, training seconds, the machine's
+speed (:mod:`anime_lib.machine_speed`), the command, the date and the lesson's measured figures of that
+model (its rows in the lesson's ``metrics.json``). :mod:`anime_lib.pretrained` registers every entry of
+that file, and a test keeps all committed weights together under :data:`MAX_TOTAL_BYTES`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from anime_lib import machine_speed
+from anime_lib.data.download import sha256_of
+from anime_lib.pretrained import MANIFEST, PACKAGE_ROOT, WeightsError, load_weights_file
+
+__all__ = ["Shipment", "SHIPPED", "MAX_TOTAL_BYTES", "RUNNER_KEYS", "compact", "export", "pretrain", "main"]
+
+#: All committed weights together (the probe included) stay below this many bytes.
+MAX_TOTAL_BYTES = 40_000_000
+#: What the training runner itself writes into every checkpoint and a shipped file keeps.
+RUNNER_KEYS = ("step", "config", "history", "train_seconds")
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """One shipped model: the lesson (notebook id) and its run that trains it, the profile whose
+    architecture it has, the checkpoint entries a lesson loads (``keep``), the methods of its rows in the
+    lesson's metrics.json (``methods``) and the parameters the lesson is run with besides
+    ``USE_PRETRAINED=False`` (``parameters``)."""
+
+    lesson: str
+    run: str
+    keep: tuple[str, ...]
+    methods: tuple[str, ...]
+    profile: str = "cpu"
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        """The registry name, as lessons ask for it: ``<lesson>/<run>/<profile>``."""
+        return f"{self.lesson}/{self.run}/{self.profile}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.lesson}--{self.run}--{self.profile}.pt"
+
+
+#: Every model the course ships, by lesson. Lessons name them ``f"{lesson}/{run}/{PROFILE}"``.
+SHIPPED: dict[str, tuple[Shipment, ...]] = {}
+
+
+def _half(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.half() if value.is_floating_point() else value
+    if isinstance(value, Mapping):
+        return {k: _half(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_half(v) for v in value)
+    return value
+
+
+def compact(state: Mapping[str, Any], keep: Sequence[str]) -> dict[str, Any]:
+    """The entries ``keep`` of a checkpoint plus the runner's own (:data:`RUNNER_KEYS`), floating-point
+    tensors as float16. A missing ``keep`` entry raises: the lesson saves under other names."""
+    missing = [k for k in keep if k not in state]
+    if missing:
+        raise KeyError(f"the checkpoint has no {missing} (it has {sorted(state)}): update Shipment.keep")
+    return {k: _half(state[k]) for k in (*RUNNER_KEYS, *keep) if k in state}
+
+
+def read_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def export(shipment: Shipment, checkpoint: str | Path, *, figures: Sequence[Mapping[str, Any]] = (),
+           weights_dir: Path | None = None, manifest: Path | None = None,
+           speed: machine_speed.MachineSpeed | None = None, command: str = "") -> dict[str, Any]:
+    """Write the compact weights of ``checkpoint`` (a finished run of ``shipment``) and their manifest entry.
+
+    ``figures``: the lesson's metrics rows of this model (kept in the entry as the shipped model's figures).
+    Returns the entry. Refuses an unfinished run: shipping it would misstate its steps.
+    """
+    weights_dir = Path(weights_dir) if weights_dir is not None else PACKAGE_ROOT / "weights"
+    manifest = Path(manifest) if manifest is not None else weights_dir / MANIFEST.name
+    state = load_weights_file(checkpoint, what="checkpoint")
+    steps, wanted = int(state.get("step", -1)), int(state.get("config", {}).get("n_steps", -2))
+    if steps != wanted:
+        raise WeightsError(f"checkpoint {checkpoint} is at step {steps} of {wanted}: the run has not finished; "
+                           f"run `python -m anime_lib.pretrain run {shipment.lesson}` again to continue it")
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    path = weights_dir / shipment.filename
+    tmp = path.with_suffix(".tmp")
+    torch.save(compact(state, shipment.keep), tmp)
+    tmp.replace(path)
+    keys = ("realism", "attr_preservation", "gt_l1", "toy_fid", "diversity", "recon_l1")
+    entry = {
+        "file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path),
+        "lesson": shipment.lesson, "profile": shipment.profile, "run": shipment.run,
+        "description": shipment.description, "steps": steps,
+        "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
+        "machine": speed.describe() if speed is not None else None,
+        "train_seconds_at_reference": round(speed.at_reference(float(state.get("train_seconds", 0.0))), 1)
+        if speed is not None else None,
+        "made_by": command or f"python -m anime_lib.pretrain run {shipment.lesson}",
+        "date": date.today().isoformat(),
+        "figures": [{"method": r.get("method"), "direction": r.get("direction"), **{k: r.get(k) for k in keys}}
+                    for r in figures],
+    }
+    entries = read_manifest(manifest)
+    entries[shipment.name] = entry
+    manifest.write_text(json.dumps(dict(sorted(entries.items())), indent=1) + "\n", encoding="utf-8")
+    return entry
+
+
+def _lesson_out(out: Path, lesson: str) -> Path:
+    return out / lesson
+
+
+def export_lesson(lesson: str, out: Path, speed: machine_speed.MachineSpeed | None = None,
+                  command: str = "") -> list[dict[str, Any]]:
+    """Export every :data:`SHIPPED` model of ``lesson`` from the run folder ``<out>/<lesson>``."""
+    from anime_lib.results import read_metrics
+    from anime_lib.training import Checkpointer
+
+    folder = _lesson_out(out, lesson)
+    metrics = folder / "metrics.json"
+    rows = read_metrics(metrics)["rows"] if metrics.exists() else []
+    entries = []
+    for shipment in SHIPPED[lesson]:
+        latest = Checkpointer(folder / "checkpoints" / shipment.run).latest()
+        if latest is None:
+            raise WeightsError(f"no checkpoint of run {shipment.run!r} in {folder / 'checkpoints'}: run "
+                               f"`python -m anime_lib.pretrain run {lesson}` first")
+        figures = [r for r in rows if r.get("method") in shipment.methods]
+        entry = export(shipment, latest, figures=figures, speed=speed, command=command)
+        print(f"{shipment.name}: {entry['file']} ({entry['size'] / 1e6:.2f} MB, {entry['steps']} steps, "
+              f"{entry['train_seconds']:.0f} s of training)")
+        entries.append(entry)
+    return entries
+
+
+def pretrain(lesson: str, out: str | Path = "runs/pretrain", timeout: float | None = None,
+             extra: Mapping[str, Any] | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Run ``lesson`` with ``USE_PRETRAINED=False`` (its shipped runs train) into ``<out>/<lesson>``, then
+    :func:`export_lesson`. ``extra``: more parameters (checked against the lesson's parameters cell)."""
+    from anime_lib import course
+
+    if lesson not in SHIPPED:
+        raise SystemExit(f"lesson {lesson!r} ships no model; known: {', '.join(SHIPPED)}")
+    notebook = course.default_notebooks_dir() / f"{lesson}.ipynb"
+    profiles = {s.profile for s in SHIPPED[lesson]}
+    params = {k: v for s in SHIPPED[lesson] for k, v in s.parameters.items()}
+    params.update(course.check_extra_params(extra))
+    params.update({"USE_PRETRAINED": False})
+    course.check_param_types(params, [notebook])
+    out = Path(out)
+    folder = _lesson_out(out, lesson)
+    speed = machine_speed.measure()
+    print(f"machine speed: {speed.describe()}")
+    t0 = time.perf_counter()
+    with course.run_lock(out, "pretraining"):
+        result = course.execute_notebook(notebook, out / f"{lesson}.ipynb",
+                                         {"PROFILE": profiles.pop(), "OUT_DIR": str(folder), **params},
+                                         cwd=notebook.parent, out_dir=folder,
+                                         timeout=course.DEFAULT_CELL_TIMEOUT if timeout is None else timeout,
+                                         progress=progress)
+    print(f"{lesson}: {result.status} in {time.perf_counter() - t0:.0f} s" + (f": {result.error}" if result.error else ""))
+    if not result.ok:
+        raise SystemExit(f"the lesson failed ({result.error}); see {result.executed}. Run the command again to "
+                         "continue from the last checkpoint")
+    command = " ".join(["python -m anime_lib.pretrain run", lesson, *(f"--param {k}={v!r}" for k, v in (extra or {}).items())])
+    return export_lesson(lesson, out, speed, command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from anime_lib import course
+
+    parser = argparse.ArgumentParser(prog="python -m anime_lib.pretrain", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the models the course ships and their recorded figures")
+    for name, text in (("run", "train a lesson's shipped models (the lesson with USE_PRETRAINED=False) and export"),
+                       ("export", "export the finished shipped runs of an earlier `run`")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("lesson", choices=sorted(SHIPPED))
+        p.add_argument("--out", default="runs/pretrain", help="run folder (default runs/pretrain)")
+        if name == "run":
+            p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                           help=f"longest a cell may run (default {course.DEFAULT_CELL_TIMEOUT:.0f}; 0: no limit)")
+            p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+            p.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        entries = read_manifest()
+        if not SHIPPED:
+            print("no lesson ships a model yet")
+        for shipments in SHIPPED.values():
+            for s in shipments:
+                e = entries.get(s.name)
+                print(f"{s.name}: " + (f"{e['steps']} steps, {e['train_seconds']:.0f} s, {e['size'] / 1e6:.2f} MB, "
+                                        f"{e['date']}" if e else "not shipped yet"))
+        return 0
+    if args.command == "export":
+        export_lesson(args.lesson, Path(args.out))
+        return 0
+    extra = dict(course.parse_param(p) for p in args.param)
+    pretrain(args.lesson, args.out, args.timeout, extra, progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
