@@ -67,11 +67,12 @@ def measure_translations(fake: torch.Tensor, source: Any, direction: str, *, met
     """One result row for translations ``fake`` (N, 3, S, S) in [-1, 1] of the test set ``source``.
 
     ``recon``: the translations translated back (for ``recon_l1``, in [0, 1] units). ``columns``: more
-    columns of the row (dataset, train_seconds, steps, ...). Metrics that need ground truth are None
+    columns of the row (dataset, train_seconds, steps, ...); ``img_size`` (the side in pixels) is always
+    recorded, since toy_fid depends on it (lesson 00's calibration ladder). Metrics that need ground truth are None
     when ``source`` has none.
     """
     _, dst = parse_direction(direction)
-    row: dict[str, Any] = {"method": method, "direction": direction, **columns}
+    row: dict[str, Any] = {"method": method, "direction": direction, "img_size": int(fake.shape[-1]), **columns}
     row.update({k: None for k in TRANSLATION_METRICS})
     x = _images(source)
     if len(fake) != len(x):

@@ -72,7 +72,12 @@ class Shipment:
 
 
 #: Every model the course ships, by lesson. Lessons name them ``f"{lesson}/{run}/{PROFILE}"``.
-SHIPPED: dict[str, tuple[Shipment, ...]] = {}
+SHIPPED: dict[str, tuple[Shipment, ...]] = {
+    "04_cyclegan": (Shipment(
+        "04_cyclegan", "cyclegan_long", keep=("model", "ema_G_AB", "ema_G_BA", "monitor"),
+        methods=("CycleGAN, long run",),
+        description="lesson 04's CycleGAN (the cpu profile's 64 px networks) trained PRETRAINED_STEPS steps"),),
+}
 
 
 def _half(value: Any) -> Any:

@@ -379,3 +379,16 @@ def test_lesson_defaults_are_shared_by_both_parts():
     for profile, values in cg.PROFILE_DEFAULTS.items():
         deep = cg.DEEP_DIVE_DEFAULTS[profile]
         assert {k: v for k, v in deep.items() if k != "ABLATION_STEPS"} == values and deep["ABLATION_STEPS"] >= 0
+
+
+def test_training_monitor_measures_like_the_lesson_table():
+    """The monitor reads the table's metrics on fixed faces: the ground truth scores better than the untranslated
+    faces on every one of them, and a generator module is called on the faces as a batch."""
+    from anime_lib.data import toyfaces as tf
+
+    faces = tf.toyfaces("human", n=64, size=32, split="test", with_counterpart=True, cache=False)
+    read = cg.training_monitor(faces)
+    untranslated, truth = read(nn.Identity()), read(lambda x: faces.counterpart().tensor())
+    assert set(untranslated) == {"realism", "attr_preservation", "gt_l1", "toy_fid", "diversity"}
+    assert truth["toy_fid"] < untranslated["toy_fid"] and truth["gt_l1"] < untranslated["gt_l1"]
+    assert truth["realism"] > untranslated["realism"] and truth["attr_preservation"] > 0.9
