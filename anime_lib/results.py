@@ -39,6 +39,10 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "diversity",
 )
 
+#: Columns the course table adds when some row has them: the image side (toy_fid depends on it) and whether
+#: the row's model was loaded from shipped weights (``anime_lib.pretrain``) instead of trained in the run.
+TRACE_COLUMNS: tuple[str, ...] = ("img_size", "shipped")
+
 METRICS_FILE = "metrics.json"
 MISSING = "–"  # how a null value looks in a Markdown table
 
@@ -261,7 +265,8 @@ def save_results(
 ) -> tuple[Path, Path]:
     """Write ``run_dir/results.json`` ({**info, "rows": rows}) and ``run_dir/results.md``.
 
-    ``results.md`` is ``# title``, the table of :data:`RESULT_COLUMNS` and then ``appendix`` (extra
+    ``results.md`` is ``# title``, the table of :data:`RESULT_COLUMNS` (plus the :data:`TRACE_COLUMNS` that
+    some row has) and then ``appendix`` (extra
     Markdown such as wall times and failures). Returns both paths.
     """
     folder = Path(run_dir)
@@ -270,7 +275,8 @@ def save_results(
     payload = {**json_safe(dict(info or {}), "info"), "rows": rows}
     json_path = folder / "results.json"
     _write_json(json_path, payload)
-    table = to_markdown(rows) if rows else "No metrics.json rows were written."
+    shown = [*RESULT_COLUMNS, *(c for c in TRACE_COLUMNS if any(r.get(c) is not None for r in rows))]
+    table = to_markdown(rows, shown) if rows else "No metrics.json rows were written."
     text = f"# {title}\n\n{table}\n"
     if appendix:
         text += "\n" + appendix.strip("\n") + "\n"

@@ -388,7 +388,7 @@ def test_training_monitor_measures_like_the_lesson_table():
 
     faces = tf.toyfaces("human", n=64, size=32, split="test", with_counterpart=True, cache=False)
     read = cg.training_monitor(faces)
-    untranslated, truth = read(nn.Identity()), read(lambda x: faces.counterpart().tensor())
+    untranslated, truth = read(nn.Identity()), read(lambda x, direction: faces.counterpart().tensor())
     assert set(untranslated) == {"realism", "attr_preservation", "gt_l1", "toy_fid", "diversity"}
     assert truth["toy_fid"] < untranslated["toy_fid"] and truth["gt_l1"] < untranslated["gt_l1"]
     assert truth["realism"] > untranslated["realism"] and truth["attr_preservation"] > 0.9

@@ -137,3 +137,15 @@ def test_save_results_writes_json_and_markdown(tmp_path: Path):
     assert md.endswith("## Failures\n\nNone.\n")
     _, empty_md = save_results(tmp_path / "empty", [])
     assert "No metrics.json rows" in empty_md.read_text()
+
+
+def test_the_course_table_says_which_rows_come_from_shipped_weights(tmp_path: Path):
+    rows = [{"notebook": "04_x", "method": "long", "toy_fid": 0.5, "img_size": 64, "shipped": True},
+            {"notebook": "04_x", "method": "short", "toy_fid": 2.0, "img_size": 64, "shipped": False},
+            {"notebook": "03_x", "method": "gen", "toy_fid": 0.8}]
+    md = save_results(tmp_path / "run", rows)[1].read_text()
+    assert "| toy_fid | diversity | img_size | shipped |" in md
+    assert "| 04_x | long | – | – | – | – | – | – | – | 0.500 | – | 64 | yes |" in md
+    assert "| 03_x | gen | – | – | – | – | – | – | – | 0.800 | – | – | – |" in md
+    plain = save_results(tmp_path / "plain", rows[2:])[1].read_text()
+    assert "shipped" not in plain and "img_size" not in plain

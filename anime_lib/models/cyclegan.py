@@ -340,7 +340,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
 #: The deep dive's defaults: the main part's plus the length of each ablation run.
 DEEP_DIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     profile: {**values, "ABLATION_STEPS": steps}
-    for (profile, values), steps in zip(PROFILE_DEFAULTS.items(), (4, 150, 4000))
+    for (profile, values), steps in zip(PROFILE_DEFAULTS.items(), (4, 120, 4000))
 }
 
 
