@@ -322,12 +322,16 @@ def train_step(model: AnimeGAN, photo: torch.Tensor, anime: torch.Tensor, anime_
 
 def anime_targets(anime: torch.Tensor, kernel: int = 5, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """The discriminator's two extra "fake" sets, made once before training: greyscale anime and edge-smoothed
-    greyscale anime ((N, 3, S, S) in [-1, 1] each). ``kernel``: the edge zone and blur size (CartoonGAN's 5 px
-    at 256 px; scale it down for small images)."""
+    greyscale anime ((N, 3, S, S) in [-1, 1] each; the three channels are views of one, so a set costs a third of
+    its size). ``kernel``: the edge zone and blur size (CartoonGAN's 5 px at 256 px; scale it down for small images)."""
     from anime_lib.data.stylise import edge_smooth_tensor
 
-    smooth = torch.cat([edge_smooth_tensor(anime[i:i + batch], kernel) for i in range(0, len(anime), batch)])
-    return greyscale(anime), greyscale(smooth)
+    grey, smooth = [], []
+    for i in range(0, len(anime), batch):
+        part = anime[i:i + batch]
+        grey.append(greyscale(part)[:, :1])
+        smooth.append(greyscale(edge_smooth_tensor(part, kernel))[:, :1])
+    return tuple(torch.cat(t).expand(-1, 3, -1, -1) for t in (grey, smooth))
 
 
 def freeze(G: Generator, blocks: Iterable[str]) -> list[nn.Parameter]:
@@ -428,10 +432,11 @@ def fit_init(run: Any, recipe: Recipe, photos: torch.Tensor, n_steps: int, featu
     device = torch.device(device)
     G = Generator(recipe.width).to(device)
     opt = torch.optim.Adam(G.parameters(), lr=recipe.init_lr, betas=(recipe.beta1, recipe.beta2))
-    step, w, src, features = step or init_step, recipe.weights(), photos.to(device), features.to(device)
+    step, w, features = step or init_step, recipe.weights(), features.to(device)
 
     def step_fn(i: int) -> Mapping[str, float]:
-        return step(G, src[batch_indices(i, recipe.batch_size, len(src), run.seed, stream=2).to(device)], opt, features, w)
+        idx = batch_indices(i, recipe.batch_size, len(photos), run.seed, stream=2).to(photos.device)
+        return step(G, photos[idx].to(device), opt, features, w)
 
     result = run.train(step_fn, n_steps, save={"G": G, "opt": opt}, checkpoint_every=checkpoint_every)
     return G.eval(), result
@@ -453,12 +458,13 @@ def fit(run: Any, recipe: Recipe, photos: torch.Tensor, anime: torch.Tensor, tar
     opt_G = torch.optim.Adam(freeze(model.G, recipe.freeze), lr=recipe.g_lr, betas=(recipe.beta1, recipe.beta2))
     opt_D = torch.optim.Adam(model.D.parameters(), lr=recipe.d_lr, betas=(recipe.beta1, recipe.beta2))
     step, w, features = step or train_step, recipe.weights(), features.to(device)
-    src, anime, (grey, smooth) = photos.to(device), anime.to(device), (t.to(device) for t in targets)
+    grey, smooth = targets
 
-    def step_fn(i: int) -> Mapping[str, float]:
-        a = batch_indices(i, recipe.batch_size, len(src), run.seed, stream=0).to(device)
-        b = batch_indices(i, recipe.batch_size, len(anime), run.seed, stream=1).to(device)
-        return step(model, src[a], anime[b], grey[b], smooth[b], opt_G, opt_D, features, w)
+    def step_fn(i: int) -> Mapping[str, float]:  # the sets stay where they are (CPU RAM); each batch moves
+        a = batch_indices(i, recipe.batch_size, len(photos), run.seed, stream=0).to(photos.device)
+        b = batch_indices(i, recipe.batch_size, len(anime), run.seed, stream=1).to(anime.device)
+        return step(model, photos[a].to(device), *(t[b].to(device) for t in (anime, grey, smooth)), opt_G, opt_D,
+                    features, w)
 
     result = run.train(step_fn, n_steps, save={"model": model, "opt_G": opt_G, "opt_D": opt_D},
                        checkpoint_every=checkpoint_every)
