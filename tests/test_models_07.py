@@ -315,3 +315,19 @@ def test_fit_resumes_exactly_keeps_the_initialised_generator_and_refuses_other_r
 def test_step_seconds_times_every_recipe():
     times = cn.step_seconds({"a": _tiny_recipe(), "b": _tiny_recipe(n_blocks=3)}, _tiny_features(), repeats=2)
     assert set(times) == {"a", "b"} and all(t > 0 for t in times.values())
+
+
+def test_way_to_truth_places_a_row_between_the_input_and_the_ground_truth():
+    from anime_lib.evaluation import way_to_truth
+
+    d = "human->anime"
+    refs = [{"method": "identity (no translation)", "direction": d, "realism": 0.0, "gt_l1": 0.2, "toy_fid": 1.0,
+             "attr_preservation": 1.0},
+            {"method": "ground truth (perfect translator)", "direction": d, "realism": 1.0, "gt_l1": 0.0, "toy_fid": 0.0,
+             "attr_preservation": 1.0},
+            {"method": "identity (no translation)", "direction": "anime->human", "realism": 0.5}]
+    row = {"direction": d, "realism": 0.25, "gt_l1": 0.3, "toy_fid": None, "attr_preservation": 0.9}
+    got = way_to_truth(row, refs, ("realism", "gt_l1", "toy_fid", "attr_preservation"))
+    assert got == {"realism": 0.25, "gt_l1": pytest.approx(-0.5), "toy_fid": None, "attr_preservation": None}
+    with pytest.raises(ValueError, match="ground-truth"):
+        way_to_truth({"direction": "anime->human", "realism": 0.1}, refs)
