@@ -17,8 +17,8 @@ Read top to bottom like the paper:
   D learns real cartoons -> 1, G(photo) -> 0 and **edge-smoothed cartoons -> 0** (the edge-promoting
   adversarial loss), then G minimises its adversarial term + omega * content (+ a Gram style term, the
   classic alternative of Gatys et al., when ``style > 0``).
-* :class:`Recipe` and :func:`fit`: the training recipe (Adam 2e-4 (0.5, 0.999), learning rate x0.1 at 50 % and
-  75 % of the steps, the first ``init_steps`` steps content-only) run through :class:`anime_lib.training.Run`.
+* :class:`Recipe` and :func:`fit`: the training recipe (Adam 2e-4 (0.5, 0.999), the first ``init_steps`` steps
+  content-only, then the learning rate x0.1 at 50 % and 75 % of the rest) run through :class:`anime_lib.training.Run`.
 * **ArtifyGAN**, a student variant: 10 residual blocks and no convolution between them and the decoder; here a
   switch of the same generator (``n_blocks`` and ``conv_after_blocks``), compared by :func:`generator_sizes`
   and :func:`step_seconds`.
@@ -27,8 +27,8 @@ The feature network of the content loss is an :class:`anime_lib.perceptual.Featu
 its weights can be downloaded, offline the ToyFaces probe); :func:`content_network` also builds a *randomly
 initialised* one of the same kind, which the lesson trains with to show why the network must be trained.
 
-Paper conventions kept: InstanceNorm, ReLU in G, LeakyReLU 0.2 in D, transposed convs, BCE, omega = 10, batch 8,
-N(0, 0.02) initialisation. Two switches of lesson 04 (``norm="layer"``, ``upsampling="resize"``) are available
+Paper conventions kept: InstanceNorm, ReLU in G, LeakyReLU 0.2 in D, transposed convs, BCE, omega = 10, batch 8;
+the weights start from the course's N(0, 0.02) initialisation (the paper does not say). Two switches of lesson 04 (``norm="layer"``, ``upsampling="resize"``) are available
 for small images, and the residual blocks are the course's shared :class:`~anime_lib.models.blocks.ResnetBlock`
 (reflection padding).
 """
