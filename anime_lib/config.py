@@ -163,12 +163,29 @@ def repo_root() -> Path | None:
     return root if (root / "pyproject.toml").exists() and (root / "notebooks").is_dir() else None
 
 
+#: Where Colab mounts Google Drive (``drive.mount("/content/drive")``); ``$ANIME_LIB_DRIVE`` names another place.
+DRIVE_FOLDER = Path("/content/drive/MyDrive")
+#: The course's folder inside a mounted Drive: ``runs/`` (outputs, checkpoints) and ``data/`` (datasets).
+COURSE_FOLDER_IN_DRIVE = "anime_course"
+
+
+def drive_root() -> Path | None:
+    """The course's folder in a mounted Google Drive (``<Drive>/anime_course``), or None when no Drive is mounted.
+
+    Outputs, checkpoints and downloaded datasets default to it, so they survive a Colab runtime reset and a
+    dataset is downloaded once, not once per notebook or per session.
+    """
+    drive = Path(os.environ.get("ANIME_LIB_DRIVE") or DRIVE_FOLDER).expanduser()
+    return drive / COURSE_FOLDER_IN_DRIVE if drive.is_dir() else None
+
+
 def data_root() -> Path:
-    """Where datasets land (created on demand): $ANIME_LIB_DATA; else the checkout's data/ folder, so
-    notebooks run from notebooks/ and scripts run from the top share one cache; else ./data."""
+    """Where datasets land (created on demand): $ANIME_LIB_DATA; else ``anime_course/data`` in a mounted Google
+    Drive (:func:`drive_root`); else the checkout's data/ folder, so notebooks run from notebooks/ and scripts
+    run from the top share one cache; else ./data."""
     env = os.environ.get("ANIME_LIB_DATA")
-    repo = repo_root()
-    root = Path(env).expanduser() if env else (repo / "data" if repo else Path("data"))
+    repo, drive = repo_root(), drive_root()
+    root = (Path(env).expanduser() if env else drive / "data" if drive else repo / "data" if repo else Path("data"))
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -196,11 +213,16 @@ def seed_everything(seed: int) -> None:
 def out_dir(path: str | os.PathLike | None, lesson: str) -> Path:
     """The lesson's output folder (metrics.json, checkpoints, figures).
 
-    Default: runs/local/<lesson> in the checkout (or in the working folder when installed from git),
-    so that re-running a notebook finds its checkpoints again.
+    Default: ``anime_course/runs/<lesson>`` in a mounted Google Drive (:func:`drive_root`; it says so, since
+    there the checkpoints survive a Colab runtime reset), else runs/local/<lesson> in the checkout (or in the
+    working folder when installed from git), so that re-running a notebook finds its checkpoints again.
     """
-    p = Path(path) if path else (repo_root() or Path(".")) / "runs" / "local" / lesson
+    drive = None if path else drive_root()
+    p = Path(path) if path else drive / "runs" / lesson if drive else (repo_root() or Path(".")) / "runs" / "local" / lesson
     p.mkdir(parents=True, exist_ok=True)
+    if drive:
+        print(f"outputs and checkpoints: {p} (in Google Drive: they survive a runtime reset, and running this "
+              f"notebook again continues from its checkpoints)")
     return p
 
 

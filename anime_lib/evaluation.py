@@ -28,7 +28,7 @@ from anime_lib.results import normalize_row, to_markdown
 from anime_lib.translation import as_translator, parse_direction, reverse, translate_set
 
 __all__ = ["BETTER", "TRANSLATION_METRICS", "COLUMNS", "has_ground_truth", "measure_translations", "evaluate",
-           "reference_rows", "better", "compare", "best", "comparison_table"]
+           "reference_rows", "way_to_truth", "better", "compare", "best", "comparison_table"]
 
 #: Which way each figure is better: "higher" or "lower".
 BETTER: dict[str, str] = {
@@ -139,6 +139,28 @@ def reference_rows(test_sets: Mapping[str, Any], directions: Iterable[str] = ("h
         rows.append(measure_translations(source.counterpart().tensor(), source, direction,
                                          method="ground truth (perfect translator)", probe=probe))
     return rows
+
+
+def way_to_truth(row: Mapping[str, Any], references: Sequence[Mapping[str, Any]],
+                 metrics: Sequence[str] = ("realism", "gt_l1", "toy_fid")) -> dict[str, float | None]:
+    """How far ``row`` went from returning its input unchanged (0) towards the ground truth (1), per metric:
+    (row - identity) / (ground truth - identity), with the two rows of the row's direction in ``references``
+    (:func:`reference_rows`). Below 0: worse than doing nothing. None where a value is missing or the two
+    reference points coincide (attr_preservation is about 1 at both ends, so it has no such scale)."""
+    ends: dict[str, Mapping[str, Any]] = {}
+    for r in references:
+        if r.get("direction") == row.get("direction"):
+            for end, prefix in (("identity", "identity"), ("truth", "ground truth")):
+                if str(r.get("method", "")).startswith(prefix):
+                    ends[end] = r
+    if len(ends) < 2:
+        raise ValueError(f"references hold no identity and ground-truth rows for {row.get('direction')!r}; "
+                         "use reference_rows(test_sets) of a dataset with ground truth")
+    out: dict[str, float | None] = {}
+    for m in metrics:
+        value, start, end = row.get(m), ends["identity"].get(m), ends["truth"].get(m)
+        out[m] = None if None in (value, start, end) or end == start else (value - start) / (end - start)
+    return out
 
 
 def better(metric: str, a: float, b: float) -> bool:

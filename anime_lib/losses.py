@@ -10,6 +10,9 @@ patch) and are averaged over every element.
 
 :func:`r1_penalty` (Mescheder et al. 2018) is a regulariser for D, not a loss of its own: the squared gradient
 of D's output with respect to *real* images, which keeps D from growing steep cliffs around the data.
+
+Style and colour terms (Gatys et al.; CartoonGAN, AnimeGAN): :func:`gram_matrix` of feature maps,
+:func:`rgb_to_yuv` (brightness Y and the two colour-difference channels U, V) and :func:`total_variation`.
 """
 from __future__ import annotations
 
@@ -77,3 +80,33 @@ def discriminator_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor,
     t = 0.5 if kind == "lsgan" else 0.0
     right = torch.cat([(real_logits > t).flatten(), (fake_logits <= t).flatten()]).float()
     return float(right.mean())
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) feature maps -> (N, C, C) Gram matrices F F^T / (C * H * W): how strongly each pair of
+    channels fires together, summed over every position, so *where* things are is forgotten and only the
+    texture statistics (the "style", Gatys et al. 2016) remain. Normalised as in AnimeGAN."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+#: RGB -> YUV (BT.601, as tf.image.rgb_to_yuv): rows give Y, U, V from (R, G, B) in [0, 1].
+RGB_TO_YUV = torch.tensor([[0.299, 0.587, 0.114],
+                           [-0.14714119, -0.28886916, 0.43601035],
+                           [0.61497538, -0.51496512, -0.10001026]])
+
+
+def rgb_to_yuv(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB in [-1, 1] (model range) -> (N, 3, H, W) YUV: Y (brightness) in [0, 1], U and V
+    (blue and red minus brightness) in about [-0.44, 0.44] and [-0.62, 0.62]."""
+    rgb01 = (images + 1) / 2
+    return torch.einsum("yc,nchw->nyhw", RGB_TO_YUV.to(images), rgb01)
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between vertical and between horizontal neighbours (summed), for (N, C, H, W):
+    0 for a flat image, large for noise. As a loss term it suppresses high-frequency speckle."""
+    dh = images[..., 1:, :] - images[..., :-1, :]
+    dw = images[..., :, 1:] - images[..., :, :-1]
+    return dh.pow(2).mean() + dw.pow(2).mean()

@@ -2,7 +2,10 @@
 downloaded on request, each with its size and SHA-256, and one loader for every weights file.
 
 * :data:`WEIGHTS` lists every file by name: where it lives (``repo_path`` inside the package, or a ``url``
-  fetched into the cache folder), its size in bytes, its SHA-256 and what it is.
+  fetched into the cache folder), its size in bytes, its SHA-256 and what it is. A public file whose size and
+  hash are published nowhere (AnimeGANv2's face_paint weights) is registered with ``sha256=None``: it is
+  checked for a minimum size on download and *pinned* then (its size and hash written beside it), and every
+  later use is checked against that pin.
 * :func:`weights_path` returns a verified local path (downloading a public checkpoint on first use, with
   the checks of :mod:`anime_lib.data.download`); a file whose size or hash is wrong is named, never used.
 * :func:`load_weights_file` is the one way the course reads a ``.pt`` file (checkpoints, the probe,
@@ -46,22 +49,27 @@ class WeightsError(RuntimeError):
 class WeightsFile:
     """One weights file. ``repo_path``: relative to the ``anime_lib`` package (committed files);
     ``url``: a public checkpoint, fetched into ``cache_dir()/weights/<filename>`` on request.
-    ``lesson`` and ``profile`` say which lesson's trained model it is (for :func:`pretrained_for`)."""
+    ``lesson`` and ``profile`` say which lesson's trained model it is (for :func:`pretrained_for`).
+    ``size`` and ``sha256`` None (a public file nobody publishes them for): ``min_size`` bytes at least, and the
+    values found on the first download are pinned in ``<file>.pin`` and checked from then on."""
 
     name: str
     description: str
-    size: int
-    sha256: str
+    size: int | None
+    sha256: str | None
     repo_path: str | None = None
     url: str | None = None
     filename: str | None = None
     lesson: str | None = None
     profile: str | None = None
     made_by: str = ""
+    min_size: int | None = None
 
     def __post_init__(self) -> None:
         if (self.repo_path is None) == (self.url is None):
             raise ValueError(f"{self.name}: give exactly one of repo_path (a committed file) and url (a download)")
+        if self.sha256 is None and self.url is None:
+            raise ValueError(f"{self.name}: a committed file needs its size and sha256")
 
 
 WEIGHTS: dict[str, WeightsFile] = {}
@@ -81,6 +89,19 @@ register(WeightsFile(
     size=1_864_569, sha256="0a124892f4058e4a75500d86d28811d7d854d844327e8e483fd3e95aef55ec42",
     repo_path="weights/probe.pt", made_by="python -m anime_lib.probe",
 ))
+
+
+#: AnimeGANv2's public generators (the PyTorch port's plain state_dicts, about 8.6 MB each), loaded by lesson 08
+#: with :func:`anime_lib.models.animegan.load_public_generator`. Their sizes and hashes are not published: each file is
+#: pinned on its first download (every parameter alone takes 8,574,208 bytes, so a smaller file is truncated).
+for _name, _what in (("face_paint_512_v2", "face portraits at 512 px, v2"), ("face_paint_512_v1", "face portraits at 512 px, v1"),
+                     ("celeba_distill", "face portraits, distilled on CelebA"), ("paprika", "the Paprika film's style")):
+    register(WeightsFile(
+        name=f"animegan2/{_name}", description=f"AnimeGANv2 generator (PyTorch port): {_what}", size=None, sha256=None,
+        url=f"https://github.com/bryandlee/animegan2-pytorch/raw/main/weights/{_name}.pt", min_size=8_574_208,
+        made_by="bryandlee/animegan2-pytorch (converted from the authors' TensorFlow weights)",
+    ))
+del _name, _what
 
 
 def _register_shipped() -> None:
@@ -107,22 +128,51 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ANIME_LIB_CACHE", Path.home() / ".cache" / "anime_lib"))
 
 
+def _pin_path(path: Path) -> Path:
+    return path.with_name(path.name + ".pin")
+
+
+def _expected(entry: WeightsFile, path: Path) -> tuple[int, str, str]:
+    """(size, sha256, where the values come from) of ``entry``: the registry, or the pin of its first download."""
+    if entry.sha256 is not None and entry.size is not None:
+        return entry.size, entry.sha256, "the registry"
+    pin = _pin_path(path)
+    try:
+        size, digest = pin.read_text(encoding="utf-8").split()
+        return int(size), digest, f"its pin {pin.name} (written at its first download)"
+    except (OSError, ValueError):
+        raise WeightsError(f"weights {entry.name!r} at {path} have no pin (or an unreadable one): a file placed there by "
+                           f"hand cannot be checked. {_recover(entry, path)}") from None
+
+
+def _write_pin(entry: WeightsFile, path: Path) -> None:
+    """Record the size and SHA-256 of a fresh download (already checked for ``min_size``) of an entry without
+    published values."""
+    size, digest = path.stat().st_size, sha256_of(path)
+    _pin_path(path).write_text(f"{size} {digest}\n", encoding="utf-8")
+    print(f"weights {entry.name!r}: no published size or hash; pinned this download ({size:,} bytes, sha256 "
+          f"{digest}) in {_pin_path(path).name}; every later use is checked against it")
+
+
 def _check(entry: WeightsFile, path: Path) -> None:
     size = path.stat().st_size
-    if size != entry.size:
-        raise WeightsError(f"weights {entry.name!r} at {path} have {size:,} bytes, expected {entry.size:,}: the file is "
-                           f"truncated or another version. {_recover(entry, path)}")
+    expected_size, expected_sha, source = _expected(entry, path)
+    if size != expected_size:
+        raise WeightsError(f"weights {entry.name!r} at {path} have {size:,} bytes, expected {expected_size:,} ({source}): "
+                           f"the file is truncated or another version. {_recover(entry, path)}")
     digest = sha256_of(path)
-    if digest != entry.sha256:
-        raise WeightsError(f"weights {entry.name!r} at {path} have sha256 {digest[:16]}..., expected "
-                           f"{entry.sha256[:16]}...: the file is corrupt or another version. {_recover(entry, path)}")
+    if digest != expected_sha:
+        raise WeightsError(f"weights {entry.name!r} at {path} have sha256 {digest[:16]}..., expected {expected_sha[:16]}... "
+                           f"({source}): the file is corrupt or another version. {_recover(entry, path)}")
 
 
 def _recover(entry: WeightsFile, path: Path) -> str:
     if entry.repo_path is not None:
         how = f"recreate it with `{entry.made_by}`" if entry.made_by else "check out the file again"
         return f"Restore it from the repository (`git checkout -- anime_lib/{entry.repo_path}`) or {how}."
-    return f"Delete {path} and run again to download it, or put a copy downloaded in a browser from {entry.url} there."
+    pin = " (and its .pin)" if entry.sha256 is None else ""
+    return (f"Delete {path}{pin} and run again to download it, or put a copy downloaded in a browser from {entry.url} "
+            f"there{'' if entry.sha256 else ' and write its size and sha256 into ' + _pin_path(path).name}.")
 
 
 def weights_path(name: str, download: bool = True) -> Path:
@@ -147,9 +197,11 @@ def weights_path(name: str, download: bool = True) -> Path:
             from anime_lib.data.download import DownloadError, fetch_url
 
             try:
-                fetch_url(entry.url, path, sha256=entry.sha256, min_bytes=entry.size)
+                fetch_url(entry.url, path, sha256=entry.sha256, min_bytes=entry.size or entry.min_size)
             except DownloadError as exc:
                 raise WeightsError(f"could not download weights {name!r}: {exc}") from exc
+            if entry.sha256 is None:
+                _write_pin(entry, path)
     _check(entry, path)
     return path
 
@@ -203,5 +255,7 @@ def describe() -> str:
     lines = ["| name | what | size | sha256 | source |", "|---|---|---|---|---|"]
     for e in WEIGHTS.values():
         source = f"anime_lib/{e.repo_path}" if e.repo_path else e.url
-        lines.append(f"| {e.name} | {e.description} | {e.size / 1e6:.1f} MB | {e.sha256[:12]}... | {source} |")
+        size = f"{e.size / 1e6:.1f} MB" if e.size else f">= {(e.min_size or 0) / 1e6:.1f} MB"
+        digest = f"{e.sha256[:12]}..." if e.sha256 else "pinned at first download"
+        lines.append(f"| {e.name} | {e.description} | {size} | {digest} | {source} |")
     return "\n".join(lines)

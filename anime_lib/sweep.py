@@ -1,6 +1,7 @@
 """Parameter sweeps: run one lesson over a grid of parameter values and tabulate / plot its metrics.
 
     python -m anime_lib.sweep sweeps/<name>.yaml [--profile X] [--out DIR] [--dry-run] [--timeout SECONDS]
+                                                 [--workers N | --scheduler ADDRESS]
 
 The YAML file (format in ``sweeps/README.md``)::
 
@@ -24,6 +25,19 @@ their values against the type of its defaults, and metric names against the stan
 columns plus the column names the lesson's code writes (quoted names such as ``"recon_l1"``). Each
 cell may run at most ``--timeout`` seconds (default 3600; 0: no limit), the kernels run headless
 (``ANIME_LIB_HEADLESS=1``), and the sweep folder is locked while the sweep writes there.
+
+The points run one after another by default. ``--workers N`` runs N of them at once on this machine
+(threads, each driving its own papermill kernel process). ``--scheduler ADDRESS`` sends every point
+as a task to an existing Dask cluster (``distributed.Client(ADDRESS)``; needs
+``pip install "dask[distributed]"``, imported only then): a worker executes the point exactly as
+this machine would (:func:`run_point`), so the notebook and the output folder must be at the same
+paths on every worker (put the repository and ``--out`` on storage they all share), and every worker
+needs ``anime_lib`` and the ``python3`` kernel (start it from the course's environment). The
+finished points come back in any order; ``sweep.json`` lists them in grid order. A worker that dies
+while running a point (killed, out of memory) fails that point with "worker died while running
+this point" and the rest of the grid goes on: if Dask retries the task, the retry sees the point's
+``.point-running.json`` marker left by the dead attempt and fails at once instead of running (and
+perhaps killing) the notebook again; if Dask gives up first (``KilledWorker``), that is the failure.
 """
 from __future__ import annotations
 
@@ -33,11 +47,17 @@ import json
 import math
 import os
 import re
+import socket
 import sys
-from dataclasses import dataclass, field
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 from tqdm.auto import tqdm
@@ -45,8 +65,9 @@ from tqdm.auto import tqdm
 from anime_lib import config, results
 from anime_lib.course import (
     DEFAULT_CELL_TIMEOUT,
+    HEADLESS_ENV,
+    LOCK_NAME,
     RESERVED_PARAMETERS,
-    NotebookRun,
     execute_notebook,
     new_run_dir,
     param_type_problem,
@@ -62,6 +83,11 @@ DEFAULT_METRICS: tuple[str, ...] = ("realism", "attr_preservation", "gt_l1", "to
 #: Row columns shown next to the grid values when they differ between the selected rows of a point.
 IDENTITY_COLUMNS = ("method", "direction")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Written into a point's folder while it runs; a retry that finds its own sweep's marker knows the
+#: worker of the first attempt died.
+RUNNING_MARK = ".point-running.json"
+WORKER_DIED = "worker died while running this point"
+DASK_MISSING = '--scheduler runs the points on a Dask cluster and needs Dask: pip install "dask[distributed]"'
 
 
 class SweepError(ValueError):
@@ -374,13 +400,93 @@ def _heatmap(ax, fig, spec: SweepSpec, points: Sequence[Mapping[str, Any]], valu
 # --------------------------------------------------------------------------------------------------
 
 
-def _point_record(index: int, params: dict[str, Any], folder: Path, run: NotebookRun | None,
+_headless_lock = threading.Lock()
+_headless_users: dict[str, Any] = {"points": 0, "before": None}
+
+
+@contextmanager
+def _headless_while_points_run() -> Iterator[None]:
+    """Keep ``ANIME_LIB_HEADLESS=1`` set while any point of this process runs.
+
+    :func:`~anime_lib.course.execute_notebook` sets and restores the variable around each notebook;
+    with several points in threads, one restoring it could otherwise unset it under another's kernel
+    start. Inside this, every such restore puts back "1".
+    """
+    with _headless_lock:
+        if _headless_users["points"] == 0:
+            _headless_users["before"] = os.environ.get(HEADLESS_ENV)
+            os.environ[HEADLESS_ENV] = "1"
+        _headless_users["points"] += 1
+    try:
+        yield
+    finally:
+        with _headless_lock:
+            _headless_users["points"] -= 1
+            if _headless_users["points"] == 0:
+                if _headless_users["before"] is None:
+                    os.environ.pop(HEADLESS_ENV, None)
+                else:
+                    os.environ[HEADLESS_ENV] = _headless_users["before"]
+
+
+def _failed_run(notebook: Path, folder: Path, parameters: Mapping[str, Any], error: str,
+                seconds: float | None = None) -> dict[str, Any]:
+    executed = folder / notebook.name
+    return {"notebook": notebook.stem, "status": "failed", "seconds": seconds,
+            "executed": str(executed) if executed.is_file() else None, "out_dir": str(folder),
+            "parameters": dict(parameters), "error": error}
+
+
+def run_point(notebook: str, out_dir: str, parameters: Mapping[str, Any], timeout: float | None,
+              attempt: str, progress: bool = False) -> dict[str, Any]:
+    """Execute one grid point: ``notebook`` with papermill into ``<out_dir>/<notebook name>``.
+
+    Returns the :class:`~anime_lib.course.NotebookRun` fields as a plain dict and never raises for
+    a failing lesson. Plain arguments and a plain result, so that a Dask worker can run it as it
+    is (the sweep ships it by reference: the worker imports ``anime_lib.sweep``). ``attempt`` names
+    the sweep run: a ``.point-running.json`` marker with the same name in the folder means an earlier
+    attempt of this point died with its worker, and the point fails instead of running again.
+    """
+    notebook, folder = Path(notebook), Path(out_dir)
+    host = socket.gethostname()
+    if not (folder.parent / LOCK_NAME).is_file():
+        return _failed_run(notebook, folder, parameters,
+                           f"the sweep folder {folder.parent} is not visible on {host} (its {LOCK_NAME} is "
+                           "missing): --out must be on storage that every worker shares")
+    if not notebook.is_file():
+        return _failed_run(notebook, folder, parameters,
+                           f"{notebook} not found on {host}: the notebook must be at the same path on every worker")
+    mark = folder / RUNNING_MARK
+    try:
+        earlier = json.loads(mark.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = {}
+    if isinstance(earlier, dict) and earlier.get("attempt") == attempt:
+        return _failed_run(notebook, folder, parameters,
+                           f"{WORKER_DIED} (pid {earlier.get('pid')} on {earlier.get('host')}; "
+                           "not run again, since it may take down the next worker as well)",
+                           seconds=max(0.0, time.time() - float(earlier.get("started", time.time()))))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / results.METRICS_FILE).unlink(missing_ok=True)  # never report an earlier run's numbers
+    mark.write_text(json.dumps({"attempt": attempt, "host": host, "pid": os.getpid(), "started": time.time()}),
+                    encoding="utf-8")
+    try:
+        with _headless_while_points_run():
+            run = execute_notebook(notebook, folder / notebook.name, parameters, cwd=notebook.parent,
+                                   out_dir=folder, timeout=timeout, progress=progress)
+    finally:
+        mark.unlink(missing_ok=True)
+    return asdict(run)
+
+
+def _point_record(index: int, params: dict[str, Any], folder: Path, run: Mapping[str, Any] | None,
                   spec: SweepSpec) -> dict[str, Any]:
-    """Run outcome plus the selected metrics.json rows; a point without usable rows counts as failed."""
+    """Run outcome (:func:`run_point`'s dict) plus the selected metrics.json rows; a point without
+    usable rows counts as failed."""
     record: dict[str, Any] = {"index": index, "label": point_label(params), "params": params, "dir": str(folder),
                               "status": "ok", "seconds": None, "executed": None, "error": None, "rows": []}
     if run is not None:
-        record.update(status=run.status, seconds=run.seconds, executed=run.executed, error=run.error)
+        record.update({k: run.get(k) for k in ("status", "seconds", "executed", "error")})
     if record["status"] != "ok":
         return record
     metrics_path = folder / results.METRICS_FILE
@@ -431,6 +537,8 @@ def run_sweep(
     timeout: float | None = DEFAULT_CELL_TIMEOUT,
     *,
     progress: bool = True,
+    workers: int = 1,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run every grid point of a sweep file and write ``sweep.json``, ``sweep.md``, ``sweep.png``.
 
@@ -439,7 +547,15 @@ def run_sweep(
     content of ``sweep.json`` plus ``"run_dir"``. Raises :class:`SweepError` for an invalid file.
     ``timeout``: seconds one cell may run (default 3600; None or 0: no limit). Raises ``ValueError``
     when another sweep or course run is writing into the same folder.
+    ``workers``: how many points run at once on this machine. ``scheduler``: the address of a Dask
+    scheduler whose workers run the points instead (``out`` must then be on storage they share);
+    raises ``ImportError`` saying what to install when Dask is missing, ``ValueError`` when the
+    scheduler cannot be reached.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    if scheduler and workers != 1:
+        raise ValueError("workers is for this machine; with a scheduler the cluster's workers run the points")
     spec = load_sweep(spec_path)
     chosen_profile = profile if profile is not None else spec.profile
     resolved = config.resolve_profile(chosen_profile)
@@ -452,8 +568,9 @@ def run_sweep(
         params = {**spec.fixed, **point, "PROFILE": resolved, "OUT_DIR": str(folder)}
         plan.append((i, point, folder, params))
 
+    where = f", on the Dask cluster at {scheduler}" if scheduler else f", {workers} at once" if workers > 1 else ""
     print(f"sweep {spec.name}: {len(points)} point(s) of {spec.notebook.name}, "
-          f"profile {resolved} ({config.profile_reason(chosen_profile)})")
+          f"profile {resolved} ({config.profile_reason(chosen_profile)}){where}")
     if dry_run:
         for i, point, folder, params in plan:
             print(f"  {i:0{width}d} {point_label(point)} -> {folder}")
@@ -462,26 +579,103 @@ def run_sweep(
                 "points": [{"index": i, "label": point_label(p), "dir": str(f), "parameters": results.json_safe(a)}
                            for i, p, f, a in plan]}
 
-    with run_lock(run_dir, f"sweep {spec.name}"):
-        return _run_points(spec, plan, run_dir, resolved, width, timeout, progress)
+    client = _dask_client(scheduler) if scheduler else None  # before the folder exists: fails early
+    try:
+        with run_lock(run_dir, f"sweep {spec.name}"):
+            return _run_points(spec, plan, run_dir, resolved, width, timeout, progress, workers, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _dask_client(address: str):
+    """A ``distributed.Client`` connected to ``address``; Dask is imported only here."""
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(DASK_MISSING) from exc
+    try:
+        return distributed.Client(address, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+
+
+def _outcomes(jobs: Mapping[int, dict[str, Any]], workers: int, client: Any,
+              starting: Callable[[int], None]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Run the points' :func:`run_point` calls and yield ``(index, its dict)`` as each finishes:
+    one after another here (``starting`` is told which), in ``workers`` threads, or as Dask tasks."""
+    if client is None and workers == 1:
+        for i, job in jobs.items():
+            starting(i)
+            yield i, run_point(**job)
+        return
+    if client is not None:
+        from distributed import as_completed as dask_completed
+        from distributed.scheduler import KilledWorker
+
+        def as_completed(fs):  # our client is not Dask's default one
+            return dask_completed(fs, loop=client.loop)
+
+        # By name from the importable module: under python -m this file is __main__, and Dask would try
+        # to ship __main__'s functions by value.
+        from anime_lib.sweep import run_point as task
+
+        attempt = next(iter(jobs.values()))["attempt"][:8]
+        futures = {client.submit(task, key=f"sweep-point-{i:02d}-{attempt}", pure=False, retries=0, **job): i
+                   for i, job in jobs.items()}
+        pool = None
+    else:
+        from concurrent.futures import as_completed
+
+        KilledWorker = ()  # catches nothing: threads have no workers to lose
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="sweep-point")
+        futures = {pool.submit(run_point, **job): i for i, job in jobs.items()}
+    try:
+        for future in as_completed(futures):
+            i = futures[future]
+            job = jobs[i]
+            try:
+                yield i, future.result()
+            except KilledWorker as exc:  # Dask gave up on the task after its worker(s) died
+                yield i, _failed_run(Path(job["notebook"]), Path(job["out_dir"]), job["parameters"],
+                                     f"{WORKER_DIED} ({str(exc).splitlines()[0]})")
+            except Exception as exc:  # the task could not run or its result not come back
+                yield i, _failed_run(Path(job["notebook"]), Path(job["out_dir"]), job["parameters"],
+                                     f"{type(exc).__name__}: {str(exc).strip() or 'no message'}")
+    finally:  # interrupted or done: nothing is left queued
+        for future in futures:
+            future.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_points(spec: SweepSpec, plan: Sequence[tuple], run_dir: Path, resolved: str, width: int,
-                timeout: float | None, progress: bool) -> dict[str, Any]:
+                timeout: float | None, progress: bool, workers: int = 1, client: Any = None) -> dict[str, Any]:
     """The body of :func:`run_sweep`, run while the folder's lock is held."""
     started = datetime.now().astimezone().isoformat(timespec="seconds")
-    records = []
-    bar = tqdm(plan, desc=f"sweep {spec.name}", unit="point", disable=not progress, file=sys.stderr)
-    for i, point, folder, params in bar:
-        bar.set_postfix_str(point_label(point))
-        (folder / results.METRICS_FILE).unlink(missing_ok=True)  # never report an earlier run's numbers
-        run = execute_notebook(spec.notebook, folder / spec.notebook.name, params, cwd=spec.notebook.parent,
-                               out_dir=folder, timeout=timeout, progress=progress)
-        record = _point_record(i, point, folder, run, spec)
-        records.append(record)
-        detail = "" if record["status"] == "ok" else f"  {record['error']}"
-        tqdm.write(f"{record['status']:<6} {i:0{width}d} {record['label']}  {run.seconds:.1f} s{detail}")
+    attempt = uuid.uuid4().hex
+    one_by_one = client is None and workers == 1  # only then papermill's own bar per notebook
+    jobs = {i: {"notebook": str(spec.notebook), "out_dir": str(folder), "parameters": params, "timeout": timeout,
+                "attempt": attempt, "progress": progress and one_by_one}
+            for i, point, folder, params in plan}
+    records: dict[int, dict[str, Any]] = {}
+    bar = tqdm(total=len(plan), desc=f"sweep {spec.name}", unit="point", disable=not progress, file=sys.stderr)
+
+    def starting(i: int) -> None:
+        bar.set_postfix_str(point_label(plan[i][1]))
+
+    with closing(_outcomes(jobs, workers, client, starting)) as outcomes:  # closed: nothing left queued
+        for i, run in outcomes:
+            _, point, folder, _ = plan[i]
+            (folder / RUNNING_MARK).unlink(missing_ok=True)  # left by an attempt whose worker died
+            record = _point_record(i, point, folder, run, spec)
+            records[i] = record
+            bar.update()
+            detail = "" if record["status"] == "ok" else f"  {record['error']}"
+            seconds = "–" if record["seconds"] is None else f"{record['seconds']:.1f} s"
+            tqdm.write(f"{record['status']:<6} {i:0{width}d} {record['label']}  {seconds}{detail}")
     bar.close()
+    ordered = [records[i] for i in sorted(records)]  # grid order, whatever order they finished in
 
     summary: dict[str, Any] = {
         "sweep": spec.name,
@@ -489,15 +683,15 @@ def _run_points(spec: SweepSpec, plan: Sequence[tuple], run_dir: Path, resolved:
         "profile": resolved,
         "started": started,
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "columns": table_columns(spec, records),
-        "table": sweep_table(spec, records),
-        "points": records,
+        "columns": table_columns(spec, ordered),
+        "table": sweep_table(spec, ordered),
+        "points": ordered,
         "failures": [{"index": r["index"], "label": r["label"], "error": r["error"], "executed": r["executed"]}
-                     for r in records if r["status"] != "ok"],
+                     for r in ordered if r["status"] != "ok"],
     }
     summary = results.json_safe(summary, "sweep")
     (run_dir / "sweep.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    plot_sweep(spec, records, run_dir / "sweep.png")
+    plot_sweep(spec, ordered, run_dir / "sweep.png")
     (run_dir / "sweep.md").write_text(_markdown(spec, summary), encoding="utf-8")
     summary["run_dir"] = str(run_dir)
     return summary
@@ -514,11 +708,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT, metavar="SECONDS",
                         help=f"longest time one cell may run (default: {DEFAULT_CELL_TIMEOUT:g}; 0: no limit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="run N grid points at once on this machine (default: 1, one after another)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run the points as tasks on the Dask cluster of this scheduler (e.g. tcp://host:8786; "
+                            'needs pip install "dask[distributed]"). The notebook and --out must be at the same '
+                            "paths on every worker: put them on storage the workers share")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     try:
         summary = run_sweep(args.spec, args.profile, args.out, args.dry_run, args.timeout,
-                            progress=not args.no_progress)
-    except ValueError as exc:  # SweepError or a bad --profile
+                            progress=not args.no_progress, workers=args.workers, scheduler=args.scheduler)
+    except (ValueError, ImportError) as exc:  # SweepError, a bad --profile, no Dask or no scheduler
         parser.error(str(exc))
     if args.dry_run:
         return 0

@@ -1,7 +1,10 @@
-"""Tests for anime_lib.sweep: validation, a 2x2 sweep on a tiny generated lesson, tables and figures."""
+"""Tests for anime_lib.sweep: validation, a 2x2 sweep on a tiny generated lesson, tables and figures,
+the same sweep in threads and on a local Dask cluster, and a Dask worker that dies mid-point."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -40,6 +43,14 @@ grid:
 metrics: [toy_fid, realism]
 select: {direction: "human->anime"}
 """
+
+
+#: the table of SPEC at every --workers and on a Dask cluster
+TABLE = [
+    {"A": 1, "B": 3, "toy_fid": 3, "realism": 4},
+    {"A": 1, "B": 5, "toy_fid": 5, "realism": 6},
+    {"A": 2, "B": 3, "toy_fid": 6, "realism": 5},
+]
 
 
 @pytest.fixture
@@ -126,11 +137,7 @@ def test_two_by_two_sweep(spec_file: Path, tmp_path: Path, capsys):
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["profile"] == "smoke"
     assert summary["columns"] == ["A", "B", "toy_fid", "realism"]
-    assert summary["table"] == [
-        {"A": 1, "B": 3, "toy_fid": 3, "realism": 4},
-        {"A": 1, "B": 5, "toy_fid": 5, "realism": 6},
-        {"A": 2, "B": 3, "toy_fid": 6, "realism": 5},
-    ]
+    assert summary["table"] == TABLE
     assert [p["status"] for p in summary["points"]] == ["ok", "ok", "ok", "failed"]
     assert len(summary["failures"]) == 1
     failure = summary["failures"][0]
@@ -181,3 +188,133 @@ def test_committed_sweep_files_are_valid_for_their_lessons(path: Path):
     """Every sweep in sweeps/ names an existing lesson and only parameters of its parameters cell."""
     spec = load_sweep(path)  # raises SweepError on an unknown notebook or parameter name
     assert spec.notebook.is_file() and len(spec.points()) >= 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Several points at once: threads on this machine, tasks on a Dask cluster
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_same_sweep(out: Path) -> None:
+    """``out`` holds SPEC's sweep with the table, grid order and failure of the one-by-one run."""
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["columns"] == ["A", "B", "toy_fid", "realism"]
+    assert summary["table"] == TABLE
+    assert [p["index"] for p in summary["points"]] == [0, 1, 2, 3]
+    assert [p["status"] for p in summary["points"]] == ["ok", "ok", "ok", "failed"]
+    assert [f["label"] for f in summary["failures"]] == ["A=2, B=5"]
+    assert summary["failures"][0]["error"].startswith("ValueError: this point fails on purpose")
+    assert "| 2 | 3 | 6 | 5 |" in (out / "sweep.md").read_text()
+    assert (out / "sweep.png").is_file()
+    assert not list(out.glob("*/" + sweep.RUNNING_MARK)) and not (out / ".course-run.lock").exists()
+
+
+def test_two_workers_give_the_same_table(spec_file: Path, tmp_path: Path):
+    out = tmp_path / "threads"
+    assert main([str(spec_file), "--profile", "smoke", "--out", str(out), "--no-progress", "--workers", "2"]) == 1
+    _check_same_sweep(out)
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """Two single-threaded Dask worker processes (each under a nanny that restarts it when it dies)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster
+
+
+def test_dask_cluster_gives_the_same_table(spec_file: Path, tmp_path: Path, dask_cluster):
+    out = tmp_path / "dask"
+    code = main([str(spec_file), "--profile", "smoke", "--out", str(out), "--no-progress",
+                 "--scheduler", dask_cluster.scheduler_address])
+    assert code == 1
+    _check_same_sweep(out)
+
+
+KILL_PARAMETERS = """\
+PROFILE = "auto"
+OUT_DIR = None
+A = 1
+KILL_AT = 0
+"""
+
+# The kernel's parent is the process that started it with papermill: here, the Dask worker.
+KILL_LESSON = """\
+import os
+from pathlib import Path
+from anime_lib.config import out_dir
+from anime_lib.results import write_metrics
+if A == KILL_AT:
+    Path(OUT_DIR, "killed_pid.txt").write_text(str(os.getppid()))
+    os.kill(os.getppid(), 9)
+    os._exit(1)  # and leave no orphaned kernel behind
+write_metrics(out_dir(OUT_DIR, "02_kill"), [{"method": "toy", "toy_fid": float(A)}], notebook="02_kill")
+"""
+
+
+@pytest.mark.parametrize("allowed_failures", [None, 0], ids=["dask-retries", "dask-gives-up"])
+def test_a_dead_worker_fails_its_point_only(tmp_path: Path, write_notebook, dask_cluster, monkeypatch,
+                                            allowed_failures):
+    """The point A=2 kills its worker. Dask either reruns the task (its default allows 3 deaths), and
+    the rerun fails at once on the marker the dead attempt left, or gives up (KilledWorker)."""
+    import psutil
+    from distributed import Client
+
+    if allowed_failures is not None:
+        monkeypatch.setattr(dask_cluster.scheduler, "allowed_failures", allowed_failures)
+    write_notebook(tmp_path / "02_kill.ipynb", [("code", KILL_PARAMETERS, ["parameters"]), ("code", KILL_LESSON)])
+    spec = tmp_path / "kill.yaml"
+    spec.write_text("notebook: 02_kill.ipynb\nfixed: {KILL_AT: 2}\ngrid: {A: [1, 2, 3]}\nmetrics: [toy_fid]\n")
+    with Client(dask_cluster.scheduler_address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)  # the previous case's victim may still be restarting
+        workers_before = set(client.run(os.getpid).values())
+
+    out = tmp_path / "run"
+    code = main([str(spec), "--profile", "smoke", "--out", str(out), "--no-progress",
+                 "--scheduler", dask_cluster.scheduler_address])
+    assert code == 1
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [p["status"] for p in summary["points"]] == ["ok", "failed", "ok"]
+    assert summary["table"] == [{"A": 1, "toy_fid": 1.0}, {"A": 3, "toy_fid": 3.0}]
+    error = summary["failures"][0]["error"]
+    assert error.startswith(sweep.WORKER_DIED)
+    assert ("not run again" in error) == (allowed_failures is None)  # which of the two ways caught it
+
+    assert not (out / "01_A=2" / sweep.RUNNING_MARK).exists()
+    killed = int((out / "01_A=2" / "killed_pid.txt").read_text())
+    assert killed in workers_before and killed != os.getpid()  # it really was a Dask worker ...
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE  # ... now dead
+
+
+def test_run_point_refuses_a_point_whose_worker_died(tmp_path: Path):
+    notebook = tmp_path / "01_x.ipynb"
+    notebook.write_text("{}")
+    folder = tmp_path / "run" / "00_A=1"
+    folder.mkdir(parents=True)
+    outcome = sweep.run_point(str(notebook), str(folder), {"A": 1}, None, "sweep-1")
+    assert outcome["status"] == "failed" and "not visible on" in outcome["error"]  # no lock: not shared storage
+
+    (folder.parent / ".course-run.lock").write_text("{}")
+    (folder / sweep.RUNNING_MARK).write_text(json.dumps({"attempt": "sweep-1", "host": "h", "pid": 7, "started": 0}))
+    outcome = sweep.run_point(str(notebook), str(folder), {"A": 1}, None, "sweep-1")
+    assert outcome["status"] == "failed" and outcome["error"].startswith(sweep.WORKER_DIED + " (pid 7 on h")
+
+
+def test_scheduler_without_dask_says_what_to_install(spec_file: Path, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now raises ImportError
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main([str(spec_file), "--out", str(out), "--scheduler", "tcp://127.0.0.1:8786"])
+    assert exc.value.code == 2
+    assert 'pip install "dask[distributed]"' in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], "not allowed with argument"),
+])
+def test_workers_usage_errors(spec_file: Path, argv: list, message: str, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(spec_file), *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
