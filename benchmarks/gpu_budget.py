@@ -10,8 +10,10 @@ tables (``cyclegan.PROFILE_DEFAULTS`` / ``DEEP_DIVE_DEFAULTS``, ``dcgan.PROFILE_
 ``resolve_params`` call (lessons 01, 02, 05, 06), resolved with the notebook's ``parameters`` cell exactly as
 the notebook resolves them (:func:`gpu_params`). Which models a lesson trains, and for how many steps, follows
 the notebook's code (:func:`lesson_jobs`): e.g. lesson 05 trains every variant plus the seed check, lesson 02 one
-model per direction and setup, lessons 07 and 08 an initialisation phase before the adversarial one, and what
-only runs on ToyFaces (ground truth, landmarks) is left out, since the gpu profile trains on selfie2anime.
+model per direction and setup, lessons 07 and 08 an initialisation phase before the adversarial one. The gpu
+profile trains on ToyFaces, so what only runs there (lesson 02's paired models, lesson 05's landmark regressors and
+landmark variants, the deep dives' ground-truth runs) is counted too; with ``DATASET`` set to a real dataset in a
+notebook's parameters cell it is left out, as the notebook leaves it out.
 
 It counts the floating-point operations of ONE training step of the library's reference step function
 (``cyclegan.train_step``, ``geometry.geometry_train_step``, ``ugatit.train_step``, ``cartoongan.train_step``,
@@ -42,6 +44,7 @@ import argparse
 import ast
 import functools
 import importlib
+import inspect
 import json
 import platform
 import statistics
@@ -285,18 +288,48 @@ def supervised_step(batch: int, device: torch.device, *, recipe: Any) -> Callabl
 
 def geometry_step(batch: int, device: torch.device, *, size: int, ngf: int, ndf: int, n_blocks: int | None,
                   n_layers: int | None, patch: int | None, lr: float, betas: tuple[float, float], pool: int,
-                  lambda_cycle: float, lambda_identity: float, switches: tuple[tuple[str, Any], ...]
+                  lambda_cycle: float, lambda_identity: float, switches: tuple[tuple[str, Any], ...],
+                  lambda_landmark: float = 0.0, lambda_local: float = 0.0, use_local: bool = False
                   ) -> Callable[[], Any]:
-    """Lesson 05's variants without landmarks: ``geometry.geometry_train_step`` (channels_last, as the lesson)."""
+    """Lesson 05's variants: ``geometry.geometry_train_step`` (channels_last, as the lesson). With ``lambda_landmark``
+    the landmark loss reads the fakes with two frozen landmark regressors (ToyFaces only); with ``use_local`` (stage 2
+    of a model built with ``("local_d", True)``) the local discriminators join, as from the lesson's LOCAL_D_START."""
     from anime_lib.models import geometry as geo
 
     model = geo.GeometryCycleGAN(size, ngf, ndf, n_blocks, n_layers, patch=patch, **dict(switches))
     model = model.to(device, memory_format=torch.channels_last)
     o = geo.optimisers_and_pools(model, lr, betas, lambda step: 1.0, pool, 0)
-    w = geo.GeometryWeights(lambda_cycle, lambda_identity)
-    rolls = [((torch.rand(batch) * 2 - 1) * 30).to(device) for _ in range(2)]  # on the device, as geometry_batch puts them
-    data = geo.GeometryBatch(_images(batch, size, device), _images(batch, size, device), *rolls)
-    return lambda: geo.geometry_train_step(model, data, o["opt_G"], o["opt_D"], o["pool_A"], o["pool_B"], w)
+    w = geo.GeometryWeights(lambda_cycle, lambda_identity, lambda_landmark, lambda_local if use_local else 0.0)
+    rolls = [((torch.rand(batch) * 2 - 1) * 30).to(device) for _ in range(2)]  # on the device, as geometry_batch does
+    landmarks, R_A, R_B, transfer = [None, None], None, None, None
+    if lambda_landmark > 0 or use_local:
+        landmarks = [(torch.rand(batch, 5, 2) * 1.2 - 0.6).to(device) for _ in range(2)]
+        transfer = geo.ShapeTransfer(torch.rand(5, 2) - 0.5, torch.rand(5, 2) - 0.5)
+    if lambda_landmark > 0:  # the notebook's regressors: trained before, frozen (geo.train_regressor returns them so)
+        R_A, R_B = (geo.LandmarkRegressor(size).to(device).eval().requires_grad_(False) for _ in range(2))
+    data = geo.GeometryBatch(_images(batch, size, device), _images(batch, size, device), *rolls, *landmarks)
+    return lambda: geo.geometry_train_step(model, data, o["opt_G"], o["opt_D"], o["pool_A"], o["pool_B"], w, R_A, R_B,
+                                           transfer, use_local, o.get("opt_L"), o["pool_local_A"], o["pool_local_B"])
+
+
+def landmark_regressor_step(batch: int, device: torch.device, *, size: int, lr: float = 1e-3) -> Callable[[], Any]:
+    """Lesson 05's landmark regressors (ToyFaces only): one step of ``geometry.train_regressor`` (mean squared error
+    of the five landmarks, Adam), at its default width and batch."""
+    import torch.nn.functional as F
+
+    from anime_lib.models import geometry as geo
+
+    R = geo.LandmarkRegressor(size).to(device)
+    opt = torch.optim.Adam(R.parameters(), lr=lr)
+    x, landmarks = _images(batch, size, device), torch.rand(batch, 5, 2, device=device) * 2 - 1
+
+    def step() -> None:
+        loss = F.mse_loss(R(x), landmarks)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def ugatit_step(batch: int, device: torch.device, *, size: int, ngf: int, ndf: int, n_res: int | None,
@@ -406,7 +439,8 @@ def _slug(direction: str) -> str:
 
 
 def _toyfaces(P: Params) -> bool:
-    """ToyFaces has ground truth and landmarks; the gpu profile's selfie2anime has neither."""
+    """ToyFaces (every profile's default) has ground truth and landmarks; a real dataset such as selfie2anime has
+    neither."""
     return str(P.DATASET) == "toyfaces"
 
 
@@ -506,11 +540,21 @@ def _jobs_05(P: Params) -> list[Job]:
                   lambda_cycle=P.LAMBDA_CYCLE, lambda_identity=P.LAMBDA_IDENTITY)
     jobs = [Job("05", name, P.IMG_SIZE, P.BATCH_SIZE, P.N_STEPS, geometry_step, dict(common, switches=switches))
             for name, switches in variants.items()]
-    if _toyfaces(P):  # landmarks: two regressors and the landmark / local-D variants (not modelled here)
-        jobs += [Job("05", name, P.IMG_SIZE, P.BATCH_SIZE, steps, note="ToyFaces only: not counted here")
-                 for name, steps in (("landmark regressors (2)", 2 * P.REGRESSOR_STEPS),
-                                     ("CycleGAN + landmark loss", P.N_STEPS),
-                                     ("CycleGAN + landmark loss + local D", P.N_STEPS))]
+    if _toyfaces(P):  # landmarks: two regressors (geo.train_regressor, batch 32), then the landmark / local-D variants
+        from anime_lib.models.geometry import train_regressor
+
+        regressor_batch = inspect.signature(train_regressor).parameters["batch"].default
+        landmark = dict(common, lambda_landmark=P.LAMBDA_LANDMARK, lambda_local=P.LAMBDA_LOCAL)
+        stage_1 = int(P.N_STEPS * P.LOCAL_D_START)  # the local discriminators join after this many steps
+        jobs += [Job("05", "landmark regressors (2)", P.IMG_SIZE, regressor_batch, 2 * P.REGRESSOR_STEPS,
+                     landmark_regressor_step, dict(size=P.IMG_SIZE), note="ToyFaces only"),
+                 Job("05", "CycleGAN + landmark loss", P.IMG_SIZE, P.BATCH_SIZE, P.N_STEPS, geometry_step,
+                     dict(landmark, switches=()), note="ToyFaces only"),
+                 Job("05", "CycleGAN + landmark loss + local D: stage 1", P.IMG_SIZE, P.BATCH_SIZE, stage_1,
+                     geometry_step, dict(landmark, switches=(("local_d", True),)), note="ToyFaces only"),
+                 Job("05", "CycleGAN + landmark loss + local D: stage 2", P.IMG_SIZE, P.BATCH_SIZE,
+                     P.N_STEPS - stage_1, geometry_step, dict(landmark, switches=(("local_d", True),), use_local=True),
+                     note="ToyFaces only; from LOCAL_D_START on")]
     return jobs
 
 
