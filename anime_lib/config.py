@@ -21,11 +21,16 @@ REPO_BRANCH = "main"
 
 PROFILES = ("smoke", "cpu", "gpu")
 
-#: Settings shared by every lesson unless the lesson's own table overrides them.
+#: Settings shared by every lesson unless the lesson's own table overrides them. Every profile trains on ToyFaces,
+#: which gives each lesson its ground truth and the probe's metrics; ``DATASET = "selfie2anime"`` (or a folder with
+#: trainA/trainB/testA/testB) in a notebook's parameters trains on real faces instead. gpu: a Colab GPU (T4 class),
+#: 128 px (a lesson whose models are too heavy for its budget at 128 px uses 64 px), at most about 15 minutes of
+#: training per lesson (``benchmarks/gpu_budget.py`` estimates them); 3,400 training faces per domain, as many as
+#: selfie2anime has.
 BASE_DEFAULTS: dict[str, dict[str, Any]] = {
     "smoke": {"DATASET": "toyfaces", "IMG_SIZE": 32, "BATCH_SIZE": 16, "N_TRAIN": 256, "N_EVAL": 128},
     "cpu": {"DATASET": "toyfaces", "IMG_SIZE": 64, "BATCH_SIZE": 32, "N_TRAIN": 8000, "N_EVAL": 1000},
-    "gpu": {"DATASET": "selfie2anime", "IMG_SIZE": 128, "BATCH_SIZE": 16, "N_TRAIN": 3400, "N_EVAL": 1000},
+    "gpu": {"DATASET": "toyfaces", "IMG_SIZE": 128, "BATCH_SIZE": 16, "N_TRAIN": 3400, "N_EVAL": 500},
 }
 
 
@@ -111,7 +116,7 @@ def resolve_params(
     ``given`` is usually ``globals()`` of the notebook: every UPPER_CASE name in it is a parameter.
     ``defaults`` maps profile name -> {NAME: value}; it is layered over :data:`BASE_DEFAULTS`.
     A given value of None or "auto" is replaced by the profile default; any other given value wins.
-    DATASET="auto" means ToyFaces for smoke/cpu and selfie2anime for gpu.
+    DATASET="auto" means the profile's dataset: ToyFaces in every profile (:data:`BASE_DEFAULTS`).
     """
     profile = resolve_profile(given.get("PROFILE", "auto"))
     merged: dict[str, Any] = dict(BASE_DEFAULTS[profile])

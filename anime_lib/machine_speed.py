@@ -13,13 +13,16 @@ conversion as an estimate, not a measurement.
   a :class:`MachineSpeed`; the course runner calls it before and after the lessons of a cpu or gpu run and
   writes, beside each lesson's wall time, what that time would be on the reference machine
   (:data:`REFERENCE_SECONDS_PER_STEP`), so "lesson 05 took 12 minutes" can be told apart from "this machine
-  is slow today".
+  is slow today";
+* :func:`training_step_flops` counts the floating-point operations of one training step (convolutions and matrix
+  products, forward and backward), so that a step's cost can be told without timing it
+  (``benchmarks/gpu_budget.py`` turns it into minutes on a T4).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # torch is imported when something is timed: the course runner's `list` stays quick
     import torch
@@ -30,6 +33,7 @@ __all__ = [
     "dcgan_seconds_per_step",
     "measure",
     "combine",
+    "training_step_flops",
 ]
 
 #: Seconds per step of the yardstick on the reference machine: 2 idle CPU cores on 2026-11-21/22, the day of the
@@ -116,3 +120,81 @@ def combine(speeds: Sequence[MachineSpeed]) -> MachineSpeed:
         raise ValueError("no speed to combine")
     reference = speeds[0].reference
     return MachineSpeed(sum(s.seconds_per_step for s in speeds) / len(speeds), reference)
+
+
+def training_step_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Floating-point operations of one call ``fn(*args, **kwargs)``, typically one training step (forward passes,
+    backward passes and optimiser updates), as ``torch.utils.flop_counter.FlopCounterMode`` counts them.
+
+    What is counted: convolutions, matrix products (``mm``, ``addmm``, ``bmm``, ...) and attention, forward and
+    backward, at 2 operations per multiply-accumulate. A bias, a normalisation, an activation, a loss and the
+    optimiser's update are not counted: they are elementwise, cheap in arithmetic but not free in time. Backward
+    counts what autograd really computes: a convolution's backward costs one forward for the weight gradient plus
+    one for the input gradient, which is skipped when nothing before the layer needs a gradient (the first layer
+    of a network fed with images); a frozen network (requires_grad off) computes only input gradients. So a
+    network's forward + backward is close to, but a little under, 3 times its forward.
+
+    One correction to the counter: PyTorch's formula for a convolution's weight gradient forgets the ``groups``
+    of a grouped or depthwise convolution and counts it ``groups`` times over (a depthwise 3x3 conv over 64
+    channels: 64x; fixed upstream after torch 2.14). Where the installed formula has that fault, the weight
+    gradient of a grouped convolution is divided by its groups here, so forward + backward stays 3 forwards.
+
+    The count depends only on the shapes, never on the values: models and tensors on the ``meta`` device give the
+    same count without computing anything (a step at 256 px counts in a blink), and reading a number out of a meta
+    tensor (``.item()``, ``float(loss)``: what a step does to return its losses) gives 0 instead of an error.
+    ``fn``'s own side effects happen as usual (its optimiser steps, its image pools fill). Returns the total as an int.
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class _MetaScalarsAreZero(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default and args[0].device.type == "meta":
+                dtype = args[0].dtype
+                return False if dtype == torch.bool else 0.0 if dtype.is_floating_point or dtype.is_complex else 0
+            return func(*args, **(kwargs or {}))
+
+    mapping = {}
+    if _grouped_weight_gradient_overcounted():
+        mapping[torch.ops.aten.convolution_backward] = _grouped_conv_backward_flop
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with counter, _MetaScalarsAreZero():
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops())
+
+
+def _builtin_conv_backward_flop() -> Callable[..., int]:
+    import torch
+    from torch.utils.flop_counter import flop_registry
+
+    return flop_registry[torch.ops.aten.convolution_backward]
+
+
+def _grouped_conv_backward_flop(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    """``convolution_backward``'s FLOP with the weight gradient of a grouped convolution divided by its groups.
+    The arguments are the op's (grad_output, input, weight, bias_sizes, stride, padding, dilation, transposed,
+    output_padding, groups, output_mask), as FlopCounterMode passes them."""
+    count = _builtin_conv_backward_flop()
+    args = list(args)
+    groups, mask = args[9], list(args[10])
+    if groups == 1 or not mask[1]:
+        return count(*args, out_val=out_val, **kwargs)
+    grad_input = count(*args[:10], [mask[0], False, False], *args[11:], out_val=out_val, **kwargs) if mask[0] else 0
+    grad_weight = count(*args[:10], [False, True, False], *args[11:], out_val=out_val, **kwargs)
+    return grad_input + grad_weight // groups
+
+
+_grouped_conv_backward_flop._get_raw = True  # FlopCounterMode passes the op's arguments, not their shapes
+
+
+def _grouped_weight_gradient_overcounted() -> bool:
+    """Whether the installed FlopCounterMode counts a grouped convolution's weight gradient ``groups`` times over:
+    asks its formula about a depthwise 1x1 convolution over 4 channels of one pixel (right answer: 2 x 4 = 8)."""
+    import torch
+
+    meta = {"device": "meta"}
+    x, w = torch.empty(1, 4, 1, 1, **meta), torch.empty(4, 1, 1, 1, **meta)
+    count = _builtin_conv_backward_flop()(x, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 4,
+                                          [False, True, False], out_val=(None, w, None))
+    return count == 4 * 8

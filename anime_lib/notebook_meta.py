@@ -78,14 +78,25 @@ def badge_markdown(nb_path: str | os.PathLike) -> str:
     return f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(nb_path)})"
 
 
+#: Where the install cell writes its pip constraint pinning Colab's torch and torchvision.
+COLAB_TORCH_PIN = "/tmp/anime_lib_keep_torch.txt"
+
+
 def install_cell_source() -> str:
-    """Source of the ``colab-install`` cell: pip-installs the library from the repository in Colab only."""
+    """Source of the ``colab-install`` cell: in Colab only, pip-installs the library from the repository with
+    its ``colab`` extras (torch-fidelity for Inception FID/KID, animeface), under a pip constraint that pins the
+    torch and torchvision Colab already has, so its CUDA build is never replaced."""
     url = config.REPO_URL.strip().rstrip("/")
     return (
-        "# Colab only: install the course library from the repository (elsewhere it is installed already).\n"
+        "# Colab only: install the course library from the repository with its Colab extras (torch-fidelity for\n"
+        "# Inception FID/KID, animeface), keeping Colab's own torch (elsewhere everything is installed already).\n"
         "import subprocess, sys\n"
         'if "google.colab" in sys.modules:\n'
-        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+{url}@{config.REPO_BRANCH}"], check=True)'
+        "    from importlib.metadata import version\n"
+        f'    with open("{COLAB_TORCH_PIN}", "w") as pin:  # keep Colab\'s CUDA build of torch\n'
+        '        pin.write("".join(f"{name}=={version(name)}\\n" for name in ("torch", "torchvision")))\n'
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "{COLAB_TORCH_PIN}",\n'
+        f'                    "anime_lib[colab] @ git+{url}@{config.REPO_BRANCH}"], check=True)'
     )
 
 

@@ -36,7 +36,7 @@ import torch
 
 from anime_lib import machine_speed
 from anime_lib.data.download import sha256_of
-from anime_lib.pretrained import MANIFEST, PACKAGE_ROOT, WeightsError, load_weights_file
+from anime_lib.pretrained import MANIFEST, PACKAGE_ROOT, WeightsError, load_weights_file, read_shipped
 
 __all__ = ["Shipment", "SHIPPED", "MAX_TOTAL_BYTES", "RUNNER_KEYS", "compact", "export", "pretrain", "main"]
 
@@ -99,10 +99,6 @@ def compact(state: Mapping[str, Any], keep: Sequence[str]) -> dict[str, Any]:
     return {k: _half(state[k]) for k in (*RUNNER_KEYS, *keep) if k in state}
 
 
-def read_manifest(path: Path = MANIFEST) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-
-
 def export(shipment: Shipment, checkpoint: str | Path, *, figures: Sequence[Mapping[str, Any]] = (),
            weights_dir: Path | None = None, manifest: Path | None = None,
            speed: machine_speed.MachineSpeed | None = None, command: str = "") -> dict[str, Any]:
@@ -137,14 +133,10 @@ def export(shipment: Shipment, checkpoint: str | Path, *, figures: Sequence[Mapp
         "figures": [{"method": r.get("method"), "direction": r.get("direction"), **{k: r.get(k) for k in keys}}
                     for r in figures],
     }
-    entries = read_manifest(manifest)
+    entries = read_shipped(manifest)
     entries[shipment.name] = entry
     manifest.write_text(json.dumps(dict(sorted(entries.items())), indent=1) + "\n", encoding="utf-8")
     return entry
-
-
-def _lesson_out(out: Path, lesson: str) -> Path:
-    return out / lesson
 
 
 def export_lesson(lesson: str, out: Path, speed: machine_speed.MachineSpeed | None = None,
@@ -153,7 +145,7 @@ def export_lesson(lesson: str, out: Path, speed: machine_speed.MachineSpeed | No
     from anime_lib.results import read_metrics
     from anime_lib.training import Checkpointer
 
-    folder = _lesson_out(out, lesson)
+    folder = out / lesson
     metrics = folder / "metrics.json"
     rows = read_metrics(metrics)["rows"] if metrics.exists() else []
     entries = []
@@ -185,7 +177,7 @@ def pretrain(lesson: str, out: str | Path = "runs/pretrain", timeout: float | No
     params.update({"USE_PRETRAINED": False})
     course.check_param_types(params, [notebook])
     out = Path(out)
-    folder = _lesson_out(out, lesson)
+    folder = out / lesson
     speed = machine_speed.measure()
     print(f"machine speed: {speed.describe()}")
     t0 = time.perf_counter()
@@ -221,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "list":
-        entries = read_manifest()
+        entries = read_shipped()
         if not SHIPPED:
             print("no lesson ships a model yet")
         for shipments in SHIPPED.values():

@@ -33,7 +33,7 @@ import torch
 
 from anime_lib.data.download import sha256_of
 
-__all__ = ["WeightsError", "WeightsFile", "WEIGHTS", "MANIFEST", "register", "weights_path", "load_weights_file",
+__all__ = ["WeightsError", "WeightsFile", "WEIGHTS", "MANIFEST", "read_shipped", "register", "weights_path", "load_weights_file",
            "pretrained_for", "shipped_info", "describe"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -104,8 +104,13 @@ for _name, _what in (("face_paint_512_v2", "face portraits at 512 px, v2"), ("fa
 del _name, _what
 
 
+def read_shipped(path: Path = MANIFEST) -> dict[str, dict[str, Any]]:
+    """The entries of a shipped-models manifest (default :data:`MANIFEST`), by name; {} when there is none."""
+    return json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else {}
+
+
 def _register_shipped() -> None:
-    entries = json.loads(MANIFEST.read_text(encoding="utf-8")) if MANIFEST.exists() else {}
+    entries = read_shipped()
     for name, e in entries.items():
         register(WeightsFile(name=name, description=e.get("description", ""), size=int(e["size"]),
                              sha256=e["sha256"], repo_path=f"weights/{e['file']}", lesson=e["lesson"],
@@ -117,7 +122,7 @@ _register_shipped()
 
 def shipped_info(name: str) -> dict[str, Any]:
     """The manifest entry of the shipped model ``name`` (steps, train_seconds, figures, made_by, date ...)."""
-    entries = json.loads(MANIFEST.read_text(encoding="utf-8")) if MANIFEST.exists() else {}
+    entries = read_shipped()
     if name not in entries:
         raise WeightsError(f"no shipped model named {name!r}; shipped: {', '.join(sorted(entries)) or 'none'}")
     return entries[name]

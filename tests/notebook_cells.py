@@ -38,3 +38,24 @@ def notebook_namespace(notebook: str | Path, *tags: str, preset: dict[str, Any] 
         for source in tagged_sources(notebook, tag):
             exec(compile(source, f"{Path(notebook).name}[{tag}]", "exec"), ns)
     return ns
+
+
+def assert_same_updates(runs: dict[str, tuple[list[dict[str, float]], dict[str, Any]]],
+                        *, rel: float | None = None, abs: float = 1e-6) -> None:
+    """Check that a lesson's step function and the library's reference did the same training.
+
+    ``runs`` maps "notebook" and "library" to ``(losses, state_dict)``: the loss dictionaries the steps
+    returned (one per step, same names, same values) and the model's weights after the last step.
+    """
+    import pytest
+    import torch
+
+    (nb_losses, nb_state), (lib_losses, lib_state) = runs["notebook"], runs["library"]
+    assert len(nb_losses) == len(lib_losses)
+    for got, want in zip(nb_losses, lib_losses):
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k] == pytest.approx(want[k], rel=rel, abs=abs), k
+    assert nb_state.keys() == lib_state.keys()
+    for k, v in lib_state.items():
+        assert torch.allclose(nb_state[k], v, atol=1e-6), k

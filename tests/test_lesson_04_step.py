@@ -11,7 +11,7 @@ import torch
 from anime_lib.config import resolve_params
 from anime_lib.models import cyclegan as cg
 from anime_lib.models.blocks import ImagePool
-from notebook_cells import NOTEBOOKS, notebook_namespace
+from notebook_cells import NOTEBOOKS, assert_same_updates, notebook_namespace
 
 MAIN, DEEP = "04_cyclegan.ipynb", "04_cyclegan_deep_dive.ipynb"
 
@@ -36,13 +36,7 @@ def test_notebook_step_equals_the_library_reference(lambda_identity, input_noise
         losses = [step(model, a, b, opt_G, opt_D, pool_A, pool_B, 10.0, lambda_identity, input_noise, noise_generator=gen)
                   for a, b in batches]  # three steps: the pools fill and start to swap
         runs[name] = (losses, copy.deepcopy(model.state_dict()))
-    (nb_losses, nb_state), (lib_losses, lib_state) = runs["notebook"], runs["library"]
-    for got, want in zip(nb_losses, lib_losses):
-        assert got.keys() == want.keys()
-        for k in want:
-            assert got[k] == pytest.approx(want[k], abs=1e-6), k
-    for k, v in lib_state.items():
-        assert torch.allclose(nb_state[k], v, atol=1e-6), k
+    assert_same_updates(runs)
 
 
 def _resolved(notebook: str, profile: str):

@@ -14,7 +14,7 @@ import torch
 
 from anime_lib.data import toyfaces as tf
 from anime_lib.models import geometry as geo
-from notebook_cells import notebook_namespace
+from notebook_cells import assert_same_updates, notebook_namespace
 
 NOTEBOOK = "05_geometry_cyclegan.ipynb"
 SIZE = 32
@@ -70,16 +70,9 @@ def test_notebook_step_function_matches_the_library(cell, variant):
         # three steps, so the image pools start returning stored fakes and the optimisers' moments matter
         losses = [_run(step, model, o, batch, w, R_A, R_B, T, use_local) for _ in range(3)]
         results[name] = (losses, copy.deepcopy(model.state_dict()))
-    (nb_losses, nb_state), (lib_losses, lib_state) = results["notebook"], results["library"]
-    for a, b in zip(nb_losses, lib_losses):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert a[k] == pytest.approx(b[k], abs=1e-6), k
-    assert nb_state.keys() == lib_state.keys()
-    for k in nb_state:
-        assert torch.allclose(nb_state[k], lib_state[k], atol=1e-6), k
+    assert_same_updates(results)
     if use_local:
-        assert {"local_AB", "D_local_A"} <= nb_losses[0].keys()
+        assert {"local_AB", "D_local_A"} <= results["notebook"][0][0].keys()
 
 
 def test_notebook_objective_matches_the_library_terms(cell):

@@ -13,7 +13,7 @@ from torch import nn
 from anime_lib.config import resolve_params
 from anime_lib.models import cartoongan as cn
 from anime_lib.perceptual import FeatureExtractor
-from notebook_cells import NOTEBOOKS, notebook_namespace
+from notebook_cells import NOTEBOOKS, assert_same_updates, notebook_namespace
 
 LESSON = "07_cartoongan.ipynb"
 
@@ -47,13 +47,7 @@ def test_notebook_step_equals_the_library_reference(name):
         losses = [step(model, photo, cartoon, smoothed, opt_G, opt_D, features, OBJECTIVES[name], init_phase=i < 2)
                   for i, (photo, cartoon, smoothed) in enumerate(batches)]  # two content-only steps, then two full ones
         runs[label] = (losses, copy.deepcopy(model.state_dict()))
-    (nb_losses, nb_state), (lib_losses, lib_state) = runs["notebook"], runs["library"]
-    for got, want in zip(nb_losses, lib_losses):
-        assert got.keys() == want.keys()
-        for k in want:
-            assert got[k] == pytest.approx(want[k], abs=1e-6), k
-    for k, v in lib_state.items():
-        assert torch.allclose(nb_state[k], v, atol=1e-6), k
+    assert_same_updates(runs)
 
 
 def _source() -> str:

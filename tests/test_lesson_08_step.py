@@ -11,7 +11,7 @@ from torch import nn
 
 from anime_lib.config import resolve_params
 from anime_lib.models import animegan as ag
-from notebook_cells import NOTEBOOKS, notebook_namespace
+from notebook_cells import NOTEBOOKS, assert_same_updates, notebook_namespace
 
 NOTEBOOK = "08_animeganv2.ipynb"
 
@@ -43,13 +43,7 @@ def test_notebook_train_step_equals_the_library_reference(weights, freeze):
         model, opt_G, opt_D = _setup(freeze)
         losses = [step(model, *b, opt_G, opt_D, features, weights) for b in batches]
         runs[name] = (losses, copy.deepcopy(model.state_dict()))
-    (nb_losses, nb_state), (lib_losses, lib_state) = runs["notebook"], runs["library"]
-    for got, want in zip(nb_losses, lib_losses):
-        assert got.keys() == want.keys()
-        for k in want:
-            assert got[k] == pytest.approx(want[k], rel=1e-5, abs=1e-7), k
-    for k, v in lib_state.items():
-        assert torch.allclose(nb_state[k], v, atol=1e-6), k
+    assert_same_updates(runs, rel=1e-5, abs=1e-7)
 
 
 def test_notebook_init_step_equals_the_library_reference():

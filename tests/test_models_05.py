@@ -69,6 +69,13 @@ def test_angle_map_of_an_upright_face_is_a_top_to_bottom_ramp():
     assert float(m.abs().max()) <= 1.0
 
 
+def test_angle_map_is_built_on_the_device_of_the_rolls():
+    # geometry_batch moves the rolls to the training device (a GPU in Colab); the map must be made there too.
+    # The meta device stands in for a GPU: mixing it with a CPU grid fails the same way.
+    m = geo.angle_map(torch.tensor([10.0, -5.0], device="meta"), 8)
+    assert (m.device.type, tuple(m.shape)) == ("meta", (2, 1, 8, 8))
+
+
 @pytest.mark.parametrize("roll", [-30.0, -15.0, 7.5, 22.0, 30.0])
 def test_angle_map_encodes_the_roll(roll):
     m = geo.angle_map(torch.tensor([roll]), 32)

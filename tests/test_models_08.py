@@ -441,7 +441,7 @@ def test_recipe_from_params_finetuned_and_config():
     paper = ag.Recipe()
     assert (paper.adv_weight, paper.g_lr, paper.d_lr, paper.init_lr, paper.batch_size, paper.width) == (300.0, 2e-5, 4e-5, 2e-4, 12, 1.0)
     gpu = ag.PROFILE_DEFAULTS["gpu"]
-    assert gpu["WIDTH"] == 1.0 and gpu["ADV_WEIGHT"] == 300.0 and gpu["FEATURES"] == "vgg19" and gpu["G_LR"] == 2e-5
+    assert gpu["WIDTH"] == 1.0 and gpu["ADV_WEIGHT"] == 300.0 and gpu["FEATURES"] == "vgg19" and gpu["G_LR"] == 2e-4
 
 
 def test_fit_runs_both_phases_resumably(tmp_path):

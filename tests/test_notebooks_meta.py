@@ -203,8 +203,8 @@ def test_badge_and_install_cell_follow_repo_url(monkeypatch):
         "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         "(https://colab.research.google.com/github/someone/fork/blob/dev/notebooks/04_cyclegan.ipynb)")
     source = install_cell_source()
-    assert '"git+https://github.com/someone/fork.git@dev"], check=True)' in source
-    assert source.splitlines()[2] == 'if "google.colab" in sys.modules:'
+    assert '"anime_lib[colab] @ git+https://github.com/someone/fork.git@dev"], check=True)' in source
+    assert 'if "google.colab" in sys.modules:' in source.splitlines()
     monkeypatch.setattr(config, "REPO_URL", "https://gitlab.com/someone/fork")
     with pytest.raises(NotebookConventionError, match="not a GitHub repository"):
         colab_url("01_demo.ipynb")
@@ -359,3 +359,35 @@ def test_summary_for_the_readme_is_required(tmp_path: Path):
     nb = _conforming()
     del nb.metadata["anime_lib"]["summary"]
     assert any("anime_lib.summary" in p for p in check_notebook(_save(nb, tmp_path)))
+
+
+def test_install_cell_in_colab_keeps_colabs_torch_and_adds_the_colab_extras(monkeypatch, tmp_path: Path):
+    """Run the install cell as Colab would (google.colab imported), with pip replaced by a recorder."""
+    import subprocess
+    import sys
+    import tomllib
+    import types
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda args, **kw: calls.append((args, kw)))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    pin = tmp_path / "pin.txt"
+    source = install_cell_source().replace(notebook_meta.COLAB_TORCH_PIN, str(pin))
+    exec(compile(source, "colab-install", "exec"), {})
+    (args, kw), = calls
+    assert args[:4] == [sys.executable, "-m", "pip", "install"] and kw == {"check": True}
+    assert args[args.index("-c") + 1] == str(pin)
+    assert pin.read_text().splitlines() == [f"torch=={version('torch')}", f"torchvision=={version('torchvision')}"]
+    requirement = Requirement(args[-1])
+    assert (requirement.name, requirement.extras) == ("anime_lib", {"colab"})
+    assert requirement.url == f"git+{config.REPO_URL.rstrip('/')}@{config.REPO_BRANCH}"
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    extras = {Requirement(r).name for r in pyproject["project"]["optional-dependencies"]["colab"]}
+    assert extras == {"torch-fidelity", "animeface"}
+    monkeypatch.delitem(sys.modules, "google.colab")
+    calls.clear()
+    exec(compile(source, "colab-install", "exec"), {})
+    assert calls == []  # outside Colab the cell does nothing

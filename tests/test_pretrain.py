@@ -81,7 +81,7 @@ def test_export_refuses_an_unfinished_run_and_a_missing_entry(tmp_path):
 
 
 def test_committed_shipped_weights_match_their_entries_and_the_size_budget():
-    entries = json.loads(pt.MANIFEST.read_text()) if pt.MANIFEST.exists() else {}
+    entries = pt.read_shipped()
     for name, entry in entries.items():
         assert pt.weights_path(name, download=False).name == entry["file"]  # size and sha256 verified
         assert pt.pretrained_for(entry["lesson"], entry["run"], entry["profile"]).name == name

@@ -282,7 +282,9 @@ def counterpart_closer(features: nn.Module, photos: torch.Tensor, counterparts: 
 # --------------------------------------------------------------------------------------------------
 
 #: Lesson 07's profile defaults (``resolve_params(globals(), defaults=PROFILE_DEFAULTS)``). ``N_STEPS`` counts the
-#: steps after the initialisation phase; each run trains ``N_INIT_STEPS + N_STEPS`` steps in all.
+#: steps after the initialisation phase; each run trains ``N_INIT_STEPS + N_STEPS`` steps in all. gpu: the paper's
+#: networks, batch and VGG19 on ToyFaces at 64 px (the paper: 256), seven runs short enough for its T4 budget
+#: (``benchmarks/gpu_budget.py``).
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "smoke": {"IMG_SIZE": 32, "BATCH_SIZE": 4, "N_TRAIN": 64, "N_EVAL": 64, "N_INIT_STEPS": 2, "N_STEPS": 3, "NGF": 8,
               "NDF": 4, "N_BLOCKS": 1, "ARTIFYGAN_BLOCKS": 3, "NORM": "layer", "UPSAMPLING": "resize", "FEATURES": "probe",
@@ -290,9 +292,9 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": {"IMG_SIZE": 64, "BATCH_SIZE": 4, "N_TRAIN": 2000, "N_EVAL": 500, "N_INIT_STEPS": 80, "N_STEPS": 320,
             "NGF": 16, "NDF": 8, "N_BLOCKS": 3, "ARTIFYGAN_BLOCKS": 5, "NORM": "layer", "UPSAMPLING": "resize",
             "FEATURES": "probe", "LR_DECAY_AT": [], "CHECKPOINT_EVERY": 100, "TIMING_REPEATS": 5},
-    "gpu": {"IMG_SIZE": 128, "BATCH_SIZE": 8, "N_TRAIN": 3400, "N_EVAL": 100, "N_INIT_STEPS": 1000, "N_STEPS": 6000,
+    "gpu": {"IMG_SIZE": 64, "BATCH_SIZE": 8, "N_TRAIN": 3400, "N_EVAL": 500, "N_INIT_STEPS": 200, "N_STEPS": 600,
             "NGF": 64, "NDF": 32, "N_BLOCKS": 8, "ARTIFYGAN_BLOCKS": 10, "NORM": "instance", "UPSAMPLING": "transpose",
-            "FEATURES": "vgg19", "LR_DECAY_AT": [0.5, 0.75], "CHECKPOINT_EVERY": 1000, "TIMING_REPEATS": 10},
+            "FEATURES": "vgg19", "LR_DECAY_AT": [], "CHECKPOINT_EVERY": 200, "TIMING_REPEATS": 10},
 }
 
 

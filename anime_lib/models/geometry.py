@@ -118,7 +118,7 @@ def angle_map(roll_degrees: torch.Tensor, size: int) -> torch.Tensor:
     """
     roll = torch.as_tensor(roll_degrees, dtype=torch.float32).reshape(-1, 1, 1)
     th = torch.deg2rad(roll)
-    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    c = (torch.arange(size, dtype=torch.float32, device=roll.device) + 0.5) / size * 2 - 1  # on the rolls' device
     y, x = torch.meshgrid(c, c, indexing="ij")
     m = (-torch.sin(th) * x + torch.cos(th) * y) / math.sqrt(2)
     return m.unsqueeze(1)
