@@ -249,8 +249,8 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
 
 def pretrained_for(lesson: str, model: str, profile: str) -> WeightsFile | None:
     """The registered weights of ``model`` trained by ``lesson`` for ``profile`` (or None: none shipped)."""
-    for entry in WEIGHTS.values():
-        if entry.lesson == lesson and entry.name.split("/")[-1] == model and entry.profile == profile:
+    for entry in WEIGHTS.values():  # shipped models are named <lesson>/<model>/<profile>
+        if entry.lesson == lesson and entry.profile == profile and entry.name.split("/")[-2:] == [model, profile]:
             return entry
     return None
 

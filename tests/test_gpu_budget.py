@@ -154,14 +154,13 @@ def test_the_jobs_follow_the_lessons_settings(jobs):
 @pytest.mark.slow
 def test_the_gpu_profiles_train_within_about_12_t4_minutes(jobs):
     """The gpu profile's budget is at most 15 minutes per lesson on a T4; about 12 of them may train, the rest is data,
-    evaluation and figures. Lesson 04 and its deep dive are sized on their own (not checked here). About a minute."""
-    mine = [j for j in jobs if not j.lesson.startswith("04")]
+    evaluation and figures. About a minute."""
     flops: dict[str, int] = {}
-    for j in mine:
+    for j in jobs:
         if j.builder is not None and j.steps and j.key not in flops:
             flops[j.key] = gb.count_flops(j)
-    totals = {r["lesson"]: r["t4_lesson_min"] for r in gb.budget_rows(mine, flops) if r["model"] == "total"}
-    assert set(totals) == {k for k in gb.LESSONS if not k.startswith("04")}
+    totals = {r["lesson"]: r["t4_lesson_min"] for r in gb.budget_rows(jobs, flops) if r["model"] == "total"}
+    assert set(totals) == set(gb.LESSONS)
     assert all(m is not None and m <= 12.0 for m in totals.values()), totals
 
 

@@ -333,14 +333,14 @@ PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": {"IMG_SIZE": 64, "BATCH_SIZE": 8, "N_TRAIN": 4000, "N_EVAL": 500, "N_STEPS": 500, "PRETRAINED_STEPS": 5000,
             "NGF": 16, "NDF": 32, "N_LAYERS_D": 2, "NORM": "layer", "UPSAMPLING": "resize", "EMA_DECAY": 0.995,
             "USE_AMP": False, "N_MONITOR": 200, "MONITOR_EVERY": 100, "CHECKPOINT_EVERY": 100},
-    "gpu": {"IMG_SIZE": 128, "BATCH_SIZE": 4, "N_TRAIN": 3400, "N_EVAL": 100, "N_STEPS": 20000, "PRETRAINED_STEPS": 0,
+    "gpu": {"IMG_SIZE": 128, "BATCH_SIZE": 4, "N_TRAIN": 3400, "N_EVAL": 500, "N_STEPS": 2800, "PRETRAINED_STEPS": 0,
             "NGF": 64, "NDF": 64, "NORM": "instance", "UPSAMPLING": "transpose", "EMA_DECAY": 0.995, "USE_AMP": True,
-            "N_MONITOR": 256, "MONITOR_EVERY": 1000, "CHECKPOINT_EVERY": 500},
+            "N_MONITOR": 256, "MONITOR_EVERY": 200, "CHECKPOINT_EVERY": 200},
 }
 #: The deep dive's defaults: the main part's plus the length of each ablation run.
 DEEP_DIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     profile: {**values, "ABLATION_STEPS": steps}
-    for (profile, values), steps in zip(PROFILE_DEFAULTS.items(), (4, 120, 4000))
+    for (profile, values), steps in zip(PROFILE_DEFAULTS.items(), (4, 120, 500))
 }
 
 
