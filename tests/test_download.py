@@ -55,25 +55,34 @@ def png_bytes(color=(200, 30, 30), size=(8, 8), mode="RGB") -> bytes:
     return buf.getvalue()
 
 
+def _put(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    """``zf.writestr(name, data)`` with a fixed timestamp: the same archive has the same bytes (and SHA-256) on
+    every call (writestr would stamp the current time, two seconds apart on a slow machine)."""
+    info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+    info.compress_type = zf.compression
+    info.external_attr = ((0o40775 << 16) | 0x10) if name.endswith("/") else 0o600 << 16
+    zf.writestr(info, data)
+
+
 def selfie_zip(prefix: str = "") -> bytes:
     """A zip in the selfie2anime layout with SMALL_LAYOUT counts, plus macOS/Colab junk."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for folder, n in SMALL_LAYOUT.items():
-            zf.writestr(f"{prefix}{folder}/", b"")
+            _put(zf, f"{prefix}{folder}/", b"")
             for i in range(n):
-                zf.writestr(f"{prefix}{folder}/{i:04d}.png", png_bytes((10 * i, 100, 200)))
-        zf.writestr(f"__MACOSX/{prefix}trainA/._0000.png", b"junk")
-        zf.writestr(f"{prefix}trainA/.DS_Store", b"junk")
-        zf.writestr(f"{prefix}trainA/.ipynb_checkpoints/0000-checkpoint.png", png_bytes())
+                _put(zf, f"{prefix}{folder}/{i:04d}.png", png_bytes((10 * i, 100, 200)))
+        _put(zf, f"__MACOSX/{prefix}trainA/._0000.png", b"junk")
+        _put(zf, f"{prefix}trainA/.DS_Store", b"junk")
+        _put(zf, f"{prefix}trainA/.ipynb_checkpoints/0000-checkpoint.png", png_bytes())
     return buf.getvalue()
 
 
 def zip_with(name: str, data: bytes = b"gotcha") -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("trainA/0000.png", png_bytes())
-        zf.writestr(name, data)
+        _put(zf, "trainA/0000.png", png_bytes())
+        _put(zf, name, data)
     return buf.getvalue()
 
 
@@ -191,6 +200,7 @@ def no_part_files(folder: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 def test_fetch_url_good_file_with_sha256_prefix(server, tmp_path):
     data = selfie_zip()
+    assert data == (server.folder / "good.zip").read_bytes()  # the archive is built the same way every time
     digest = hashlib.sha256(data).hexdigest()
     dest = tmp_path / "dl" / "good.zip"
     out = fetch_url(server.url("good.zip"), dest, sha256=digest[:12], min_bytes=100, progress=False)
