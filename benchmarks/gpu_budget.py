@@ -55,6 +55,7 @@ from typing import Any, Callable
 
 import torch
 
+from anime_lib import notebook_meta
 from anime_lib.config import Params, resolve_params
 from anime_lib.machine_speed import training_step_flops
 
@@ -89,13 +90,13 @@ def minutes(flops_per_step: float, steps: int, flops_per_second: float) -> float
 # --------------------------------------------------------------------------------------------------
 
 
-def _code_cells(notebook: str | Path) -> list[tuple[list[str], str]]:
-    """(tags, source) of every code cell of ``notebook`` (a path, or a file name in notebooks/)."""
-    path = Path(notebook)
-    if not path.is_absolute() and not path.exists():
-        path = NOTEBOOKS / path
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    return [(c.get("metadata", {}).get("tags", []), "".join(c["source"])) for c in cells if c["cell_type"] == "code"]
+def _path(notebook: str | Path) -> Path:
+    """``notebook``: a path, or a file name in notebooks/."""
+    return Path(notebook) if Path(notebook).is_absolute() or Path(notebook).exists() else NOTEBOOKS / notebook
+
+
+def _code_cells(notebook: str | Path) -> list[dict[str, Any]]:
+    return [c for c in notebook_meta.read_notebook(_path(notebook)).cells if c.cell_type == "code"]
 
 
 def _python(source: str) -> ast.Module:
@@ -109,8 +110,8 @@ def profile_defaults(notebook: str | Path) -> dict[str, dict[str, Any]] | None:
     ``from anime_lib.models import cyclegan as cg``). None when the call passes no defaults."""
     modules: dict[str, str] = {}  # the notebook's names for modules
     calls = []
-    for _, source in _code_cells(notebook):
-        for node in ast.walk(_python(source)):
+    for cell in _code_cells(notebook):
+        for node in ast.walk(_python(cell.source)):
             if isinstance(node, ast.ImportFrom) and node.module:
                 for a in node.names:
                     modules[a.asname or a.name] = f"{node.module}.{a.name}"
@@ -143,11 +144,9 @@ def gpu_params(notebook: str | Path, profile: str = "gpu") -> Params:
     """The notebook's parameters as it resolves them in ``profile``: its ``parameters`` cell (as shipped, with
     ``PROFILE = profile``) over its profile defaults (:func:`profile_defaults`)."""
     ns: dict[str, Any] = {}
-    sources = [s for tags, s in _code_cells(notebook) if "parameters" in tags]
-    if not sources:
-        raise LookupError(f"{Path(notebook).name} has no code cell tagged 'parameters'")
-    for source in sources:
-        exec(compile(source, f"{Path(notebook).name}[parameters]", "exec"), ns)
+    path = _path(notebook)
+    source = notebook_meta.parameters_cell(path).source  # the one cell tagged parameters
+    exec(compile(source, f"{path.name}[parameters]", "exec"), ns)
     ns["PROFILE"] = profile
     return resolve_params({k: v for k, v in ns.items() if k != "__builtins__"}, defaults=profile_defaults(notebook))
 
