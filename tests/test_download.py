@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from anime_lib.data.download import DownloadError, fetch_drive, fetch_url, safe_extract
+from anime_lib.data import registry
 from anime_lib.data.images import ImageError
 from anime_lib.data.registry import (
     REGISTRY,
@@ -282,6 +283,21 @@ def test_fetch_drive_quota_error_becomes_download_error(monkeypatch, tmp_path):
     assert "quota" in msg and "FileURLRetrievalError" in msg and str(dest.resolve()) in msg
     assert "own Drive" in msg and "drive.mount" in msg and "https://drive.google.com/file/d/abc123" in msg
     assert not dest.exists() and no_part_files(tmp_path)
+
+
+def test_fetch_drive_without_network_says_so_instead_of_blaming_the_quota(monkeypatch, tmp_path):
+    import requests
+
+    def offline(**kwargs):
+        raise requests.ConnectionError("Failed to resolve 'drive.google.com' ([Errno -2] Name or service not known)")
+
+    monkeypatch.setattr(gdown, "download", offline)
+    dest = tmp_path / "selfie2anime.zip"
+    with pytest.raises(DownloadError) as err:
+        fetch_drive("abc123", dest)
+    msg = str(err.value)
+    assert "no network" in msg and "quota" not in msg and str(dest.resolve()) in msg
+    assert "https://drive.google.com/file/d/abc123" in msg and not dest.exists()
 
 
 def test_fetch_drive_none_result_becomes_download_error(tmp_path):
@@ -624,3 +640,62 @@ def test_local_folder_errors_name_the_folder(tmp_path):
         local_folder(tmp_path / "trainA")
     with pytest.raises(ValueError, match="missing is not a folder"):
         local_folder(tmp_path / "trainA", tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------------------------
+# A lesson's optional real-photo part: downloaded once, and a refused download never stops the lesson
+# --------------------------------------------------------------------------------------------
+def test_real_photos_download_once_then_come_from_the_cache(server, tmp_path, monkeypatch, capsys):
+    from anime_lib.data.domains import load_real_photos
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for folder, n in SMALL_LAYOUT.items():
+            for i in range(n):
+                _put(zf, f"{folder}/{i:04d}.jpg", _jpeg_bytes((20 * i, 90, 160), (24, 20)))
+    url = server.put("photos.zip", buf.getvalue())
+    spec = with_counts(REGISTRY["selfie2anime"], SMALL_LAYOUT, drive_id=None, min_bytes=None, url=url)
+    monkeypatch.setattr(registry, "REGISTRY", {**REGISTRY, "selfie2anime": spec})
+    for _ in range(2):  # the second lesson (or session) finds the folder the first one prepared
+        real = load_real_photos("selfie2anime", 16, n_train=10, n_eval=10, root=tmp_path / "data")
+        assert real is not None and not real.has_ground_truth
+        assert {d: len(real.train[d]) for d in real.train} == {"human": 3, "anime": 2}
+        assert real.test["human"].tensor().shape == (1, 3, 16, 16)
+    assert server.hits["/photos.zip"] == 1
+
+
+def _jpeg_bytes(color, size) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def test_a_refused_real_photo_download_says_what_to_do_and_lets_the_lesson_go_on(server, tmp_path, monkeypatch, capsys):
+    from anime_lib.data.domains import load_real_photos
+
+    spec = with_counts(REGISTRY["selfie2anime"], SMALL_LAYOUT, drive_id=None, min_bytes=None, url=server.url("quota.html"))
+    monkeypatch.setattr(registry, "REGISTRY", {**REGISTRY, "selfie2anime": spec})
+    assert load_real_photos("selfie2anime", 16, root=tmp_path / "data") is None
+    said = capsys.readouterr().out
+    assert "DownloadError" in said and str(spec.archive_path(tmp_path / "data").resolve()) in said
+    assert "ran on ToyFaces" in said and "run this section again" in said
+
+
+@pytest.mark.parametrize("value", [None, "none", "", "toyfaces"])
+def test_real_photos_switched_off_say_how_to_switch_them_on(value, capsys):
+    from anime_lib.data.domains import load_real_photos
+
+    assert load_real_photos(value, 16) is None
+    assert "selfie2anime" in capsys.readouterr().out
+
+
+def test_a_wrong_real_photo_folder_is_explained_not_raised(tmp_path, capsys):
+    from anime_lib.data.domains import load_real_photos
+
+    (tmp_path / "photos" / "trainA").mkdir(parents=True)
+    Image.new("RGB", (20, 20)).save(tmp_path / "photos" / "trainA" / "one.jpg")
+    assert load_real_photos(tmp_path / "photos", 16) is None  # no trainB
+    said = capsys.readouterr().out
+    assert "trainA/trainB/testA/testB" in said and "skipped" in said
+    assert load_real_photos(tmp_path / "nothing_here", 16) is None
+    assert "not a folder" in capsys.readouterr().out

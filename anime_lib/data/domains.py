@@ -5,6 +5,10 @@ trainA/trainB and testA/testB folders (selfie2anime, or a local folder) is read 
 the lesson gets, per domain ("human" = A, "anime" = B), a set with the same small interface:
 ``len(s)``, ``s.images`` (uint8), ``s.tensor(idx)`` in [-1, 1], ``s.unit(idx)`` in [0, 1], ``s.domain``.
 Only ToyFaces sets also have ``records`` and ``counterpart()``, which the ground-truth metrics need.
+
+:func:`load_real_photos` is the loader of every lesson's optional last part, "now on real photos": the same
+sets, or None (with what to do) when the part is switched off or the photos cannot be had, so a refused
+download never stops a lesson that has already run on ToyFaces.
 """
 from __future__ import annotations
 
@@ -94,6 +98,45 @@ def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000,
                                  "trainA/trainB/testA/testB layout (A = photos, B = anime)")
             out[dom] = read_folder(sub, dom, size, limit=n, seed=seed)
     return Domains(dataset, train, test, size)
+
+
+#: Values of a lesson's ``REAL_DATA`` parameter that switch its real-photo part off.
+REAL_DATA_OFF = (None, False, "", "none", "off")
+
+
+def load_real_photos(real_data, size: int, n_train: int = 3400, n_eval: int = 100, seed: int = 0,
+                     root=None) -> Domains | None:
+    """Both domains of real photos for a lesson's optional "now on real photos" part, or None.
+
+    ``real_data``: ``"selfie2anime"`` (downloaded once into :func:`anime_lib.config.data_root`, which is the
+    course folder of a mounted Google Drive in Colab, so the next lesson and the next session find it), any
+    registry dataset with the trainA/trainB/testA/testB layout, or the path of your own folder with that
+    layout (A = photos, B = anime faces). Off (None, ``"none"``): prints how to switch the part on and
+    returns None. When the photos cannot be had (a refused download, a wrong folder, no readable image) it
+    prints the reason and what to do (where to put a manually downloaded archive) and returns None: the
+    lesson has run on ToyFaces and goes on. Other errors (a bug) are raised as usual.
+    """
+    from anime_lib.data.download import DownloadError
+    from anime_lib.data.images import ImageError
+
+    if isinstance(real_data, str) and real_data.strip().lower() in REAL_DATA_OFF or real_data in REAL_DATA_OFF:
+        print('REAL_DATA is not set, so the real-photo part is skipped. Set REAL_DATA = "selfie2anime" (about '
+              "400 MB, downloaded once; in Colab into your Drive when it is mounted) or the path of a folder with "
+              "trainA/trainB/testA/testB inside (A: photos, B: anime faces) and run this section again.")
+        return None
+    if str(real_data).lower() == "toyfaces":
+        print('REAL_DATA names real photos ("selfie2anime" or a folder); ToyFaces is what the lesson above '
+              "already used, so the real-photo part is skipped.")
+        return None
+    try:
+        real = load_domains(str(real_data), size, n_train, n_eval, seed=seed, root=root)
+    except (DownloadError, ImageError, OSError, ValueError) as exc:
+        print(f"The real photos could not be loaded ({type(exc).__name__}):\n{exc}\n"
+              "The lesson above ran on ToyFaces and its results stand; this part is skipped until the photos "
+              "are there (then run this section again).")
+        return None
+    print(f"real photos: {real}")
+    return real
 
 
 def _dataset_name(dataset: str) -> str:

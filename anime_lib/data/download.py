@@ -341,6 +341,13 @@ def fetch_drive(
         try:
             result = downloader(id=file_id, output=str(tmp), quiet=quiet)
         except retrieval_errors as exc:
+            if _is_connection_error(exc):  # no route to Drive at all: the quota advice would mislead
+                raise DownloadError(
+                    f"Google Drive could not be reached for file {file_id} ({type(exc).__name__}); this "
+                    "machine seems to have no network.",
+                    dest=dest, source=f"https://drive.google.com/file/d/{file_id}/view",
+                    advice="connect to the network (in Colab: reconnect the runtime) and run the cell again",
+                ) from exc
             raise DownloadError(
                 f"Google Drive refused to serve file {file_id} ({type(exc).__name__}: "
                 f"{_first_line(exc)}). This is almost always the download quota.",
@@ -380,6 +387,18 @@ def _gdown_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(types) or (RuntimeError,)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """True for a failure to reach the server at all (DNS, refused connection, timeout), not an answer."""
+    try:
+        import requests
+
+        if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            return True
+    except ImportError:
+        pass
+    return isinstance(exc, (ConnectionError, TimeoutError))
 
 
 def _first_line(exc: BaseException) -> str:
