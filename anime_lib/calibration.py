@@ -10,7 +10,10 @@ spoiled images still win.
 
 * :data:`RUNGS`: the rung names, mildest first; :func:`spoil` makes a rung's images;
 * :func:`ladder`: one result row per rung (the columns of every lesson table, plus ``rung``), and the
-  images for a figure.
+  images for a figure;
+* :func:`fid_ladder`: the same idea on real photos, read with FID/KID: real target-domain faces that are not
+  the test set (what a perfect translator would return) spoiled rung by rung, so the FID/KID of the lessons'
+  real-photo parts can be read at the sample size they are measured with.
 
 ``benchmarks/toy_fid_ladder.py`` prints the ladder at 32 and 64 px; lesson 00 shows it with pictures.
 """
@@ -26,7 +29,7 @@ from torchvision.transforms.functional import gaussian_blur
 from anime_lib.ranges import to_model_range, to_unit_range
 from anime_lib.translation import parse_direction
 
-__all__ = ["RUNGS", "spoil", "ladder"]
+__all__ = ["RUNGS", "REAL_RUNGS", "spoil", "ladder", "fid_ladder"]
 
 #: The rungs, roughly from harmless to no translation at all. The numbers are part of the name, so that a
 #: table or a figure says exactly what was done.
@@ -42,6 +45,10 @@ RUNGS = (
     "another face's ground truth",
     "identity (no translation)",
 )
+
+
+#: The rungs that mean something without pairs (real photos): a blend mixes a photo with an unrelated anime face.
+REAL_RUNGS = tuple(r for r in RUNGS if r != "another face's ground truth")
 
 
 def _jpeg(x01: torch.Tensor, quality: int) -> torch.Tensor:
@@ -113,3 +120,41 @@ def ladder(source: Any, direction: str = "human->anime", rungs: Sequence[str] = 
         rows.append({"rung": rung, **row})
     return rows, images
 
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def fid_ladder(real: Any, direction: str = "human->anime", rungs: Sequence[str] = REAL_RUNGS, *,
+               features: Any = "inception", probe=None, seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """The ladder on real photos, measured with FID/KID against the target domain's test set.
+
+    ``real``: a :class:`~anime_lib.data.domains.Domains` of real photos (``load_real_photos``). The "ground truth"
+    of each rung is as many real target-domain *training* images as the test set has (real faces of the target
+    domain that are not the test faces: what a perfect translator's outputs would score), the "inputs" as many
+    training images of the source domain; they are not pairs, so "50/50 blend" mixes a photo with an unrelated
+    anime face. ``features``: "inception" (standard) or "probe" (offline stand-in), as for
+    :func:`anime_lib.evaluation.fid_kid`. Returns ``(rows, images)``: one row per rung (``method`` and ``rung``
+    the rung's name, ``method`` a label that says what it is on photos, ``fid``, ``kid``, ``kid_std``; None where the feature network is not available) and
+    ``{rung: images in [0, 1]}``.
+    """
+    from anime_lib.evaluation import fid_kid
+    from anime_lib.results import normalize_row
+
+    src, dst = parse_direction(direction)
+    n = len(real.test[dst])
+    if len(real.train[dst]) < n or len(real.train[src]) < n:
+        raise ValueError(f"the ladder needs at least {n} training images per domain (as many as the {dst} test set)")
+    truth01, source01 = real.train[dst].unit(slice(0, n)), real.train[src].unit(slice(0, n))
+    rows, images = [], {}
+    for rung in rungs:
+        if rung not in REAL_RUNGS:
+            raise ValueError(f"rung {rung!r} needs pairs; on real photos the ladder has {', '.join(REAL_RUNGS)}")
+        images[rung] = spoil(rung, truth01, source01, seed)
+        label = {"ground truth": f"real {dst} faces (training images)",
+                 "50/50 blend of input and ground truth": f"50/50 blend of {_a(src)} image and {_a(dst)} one"}.get(rung, rung)
+        row = {"method": label, "rung": rung, "direction": direction, "img_size": int(truth01.shape[-1]),
+               **fid_kid(images[rung], real.test[dst], features, probe)}
+        rows.append(normalize_row(row))
+    return rows, images

@@ -39,9 +39,10 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "diversity",
 )
 
-#: Columns the course table adds when some row has them: the image side (toy_fid depends on it) and whether
-#: the row's model was loaded from shipped weights (``anime_lib.pretrain``) instead of trained in the run.
-TRACE_COLUMNS: tuple[str, ...] = ("img_size", "shipped")
+#: Columns the course table adds when some row has them: the standard FID/KID of the lessons' real-photo parts
+#: (rows whose ``dataset`` is real photos), the image side (toy_fid depends on it) and whether the row's model
+#: was loaded from shipped weights (``anime_lib.pretrain``) instead of trained in the run.
+TRACE_COLUMNS: tuple[str, ...] = ("fid", "kid", "img_size", "shipped")
 
 METRICS_FILE = "metrics.json"
 MISSING = "–"  # how a null value looks in a Markdown table

@@ -837,8 +837,10 @@ class Run:
         differ = [k for k in config if k in saved and saved[k] != config[k] and k != "seed"]
         note = f"; trained with {', '.join(f'{k}={saved[k]!r}' for k in differ)}" if differ else ""
         steps = int(state.get("step", 0))
+        # the run's seconds: a lesson that also ran a monitor inside the loop reports its training time without it
         print(f"{self.name}: loaded the shipped weights {entry.name!r} ({steps} steps, "
-              f"{float(state.get('train_seconds', 0.0)):.0f} s of training{note}); set USE_PRETRAINED = False to train")
+              f"{float(state.get('train_seconds', 0.0)):.0f} s of run time, evaluations inside the loop included{note}); "
+              "set USE_PRETRAINED = False to train")
         history = LossHistory(state.get("history"))
         return RunResult(history=history, steps_done=steps, seconds=0.0, resumed_from=None, stopped_early=False,
                          last_checkpoint=None, train_seconds=float(state.get("train_seconds", 0.0)), pretrained=True)

@@ -72,3 +72,17 @@ def test_fid_features_names_and_kid_subsets():
     with pytest.raises(KeyError, match="needs a test set of 'anime'"):
         E.evaluate(FunctionTranslator(lambda x, direction=None: x), {"human": torch.zeros(2, 3, 8, 8)}, "human->anime",
                    method="m", fid_features="probe")
+
+
+def test_the_fid_ladder_on_photos_orders_its_ends(photos):
+    from anime_lib.calibration import REAL_RUNGS, fid_ladder
+
+    rows, images = fid_ladder(photos, "human->anime", features="probe")
+    assert [r["rung"] for r in rows] == list(REAL_RUNGS) and set(images) == set(REAL_RUNGS)
+    by = {r["rung"]: r for r in rows}
+    assert by["ground truth"]["method"] == "real anime faces (training images)"
+    assert by["ground truth"]["fid"] < by["noise sigma 0.1"]["fid"] and by["ground truth"]["fid"] < by["identity (no translation)"]["fid"]
+    assert by["50/50 blend of input and ground truth"]["fid"] < by["identity (no translation)"]["fid"]
+    assert images["identity (no translation)"].shape == (len(photos.test["anime"]), 3, 32, 32)
+    with pytest.raises(ValueError, match="needs pairs"):
+        fid_ladder(photos, rungs=["another face's ground truth"], features="probe")
