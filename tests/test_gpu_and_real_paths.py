@@ -68,6 +68,15 @@ def test_cut_budgets_keep_the_gpu_settings_and_cut_only_amounts():
     assert "FEATURES" not in cut_budgets("07_cartoongan.ipynb") and "N_INIT_STEPS" in cut_budgets("07_cartoongan.ipynb")
 
 
+def test_every_lesson_ends_with_a_real_photo_part():
+    """Each lesson (not its optional deep dive) has the three parameters of its real-photo part."""
+    lessons = [nb for nb in NOTEBOOKS if "deep_dive" not in nb]
+    assert len(lessons) >= 9
+    for notebook in lessons:
+        names = parameter_names(ROOT / "notebooks" / notebook)
+        assert {"REAL_DATA", "FID_FEATURES"} <= set(names), f"{notebook} has no real-photo part"
+
+
 @pytest.fixture(scope="module")
 def photo_folder(tmp_path_factory) -> Path:
     """A folder in the selfie2anime layout: ToyFaces renders (64 px) saved as JPEG, photos in A, anime in B."""

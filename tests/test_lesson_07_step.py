@@ -60,7 +60,7 @@ def test_the_lesson_resolves_its_defaults_from_the_library_and_trains_through_ru
     assert "resolve_params(globals(), defaults=cn.PROFILE_DEFAULTS)" in source
     assert 'Run("cartoongan", OUT, config=recipe.config(**data_config)' in source
     assert "step=train_step" in source and "cn.fit(" in source
-    assert "write_metrics(OUT, rows, notebook=\"07_cartoongan\"" in source
+    assert "write_metrics(OUT, rows + real_rows, notebook=\"07_cartoongan\"" in source
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])

@@ -28,6 +28,7 @@ from anime_lib.models.ugatit import (
     centre_share,
     depth_table,
     discriminator_attention,
+    fit,
     generator_sizes,
     heatmap_overlay,
     plot_rho,
@@ -413,3 +414,34 @@ def test_training_resumes_exactly_from_a_checkpoint_state(tmp_path):
     resumed = [train_step(resumed_model, a, b, r_opt_G, r_opt_D) for a, b in batches[2:]]
     assert resumed == straight
     assert all(torch.equal(v, resumed_model.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_fit_trains_through_a_run_and_resumes_exactly(tmp_path):
+    from anime_lib.training import Run
+
+    A, B = _images(6, 16), _images(6, 16)
+    calls = []
+
+    def counting_step(model, a, b, opt_G, opt_D, weights):
+        calls.append(len(a))
+        return train_step(model, a, b, opt_G, opt_D, weights)
+
+    def go(folder, step=None):
+        run = Run("ugatit", folder, config={"lr": 1e-3}, seed=0)
+        model = UGATIT(img_size=16, ngf=4, ndf=4, n_res=1)
+        result = fit(run, model, A, B, 4, lr=1e-3, batch_size=2, step=step, checkpoint_every=2)
+        return model, result
+
+    model, straight = go(tmp_path / "a", counting_step)
+    assert straight.steps_done == 4 and calls == [2, 2, 2, 2]  # the given step, on batches of batch_size
+    assert list(straight.history.as_dict())[1:] == ["G_adv_AB", "G_adv_BA", "cycle_A", "cycle_B", "idt_A", "idt_B",
+                                                   "cam_AB", "cam_BA", "D_A", "D_B"]
+    rhos = torch.cat([p.detach().flatten() for n, p in model.G_AB.named_parameters() if n.endswith("rho")])
+    assert float(rhos.min()) >= 0 and float(rhos.max()) <= 1
+    go(tmp_path / "b")
+    (tmp_path / "b" / "checkpoints" / "ugatit" / "ckpt_0000004.pt").unlink()  # as if stopped after step 2
+    resumed_model, resumed = go(tmp_path / "b")
+    assert resumed.resumed_from == 2 and resumed.steps_done == 4
+    assert resumed.history.as_dict() == straight.history.as_dict()
+    for k, v in model.state_dict().items():
+        assert torch.allclose(v, resumed_model.state_dict()[k], atol=1e-6), k

@@ -27,7 +27,7 @@ Read top to bottom:
 * :class:`UGATIT` (the six networks, a :class:`~anime_lib.translation.Translator`: ``translate(x, direction)``
   gives the image, ``extras(x, direction)`` the generator's CAM logits and heatmap),
   :func:`generator_objective`, :func:`discriminator_objective`, :func:`train_step` (the tested reference of
-  lesson 06's step-function cell);
+  lesson 06's step-function cell), :func:`fit` (a resumable run of a step with lesson 06's optimiser and schedule);
 * reading a trained model: :func:`upsample_heatmap`, :func:`discriminator_attention`,
   :func:`attention_summary`, :func:`centre_share`, :func:`heatmap_overlay`, :func:`attention_grid`, :func:`rho_table`, :func:`plot_rho`;
 * sizes: :func:`generator_sizes`, :func:`depth_table`.
@@ -67,6 +67,7 @@ __all__ = [
     "generator_objective",
     "discriminator_objective",
     "train_step",
+    "fit",
     "upsample_heatmap",
     "mlp_input_size",
     "discriminator_attention",
@@ -510,6 +511,44 @@ def train_step(model: UGATIT, real_A: torch.Tensor, real_B: torch.Tensor, opt_G:
               "idt_A": g.idt_A, "idt_B": g.idt_B, "cam_AB": g.cam_AB, "cam_BA": g.cam_BA,
               "D_A": loss_D_A, "D_B": loss_D_B}
     return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def fit(run, model: UGATIT, train_A: torch.Tensor, train_B: torch.Tensor, n_steps: int, *,
+        weights: LossWeights = LossWeights(), lr: float = 1e-4, betas: tuple[float, float] = (0.5, 0.999),
+        weight_decay: float = 1e-4, decay_start: float = 0.5, batch_size: int = 1, step=None,
+        device: torch.device | str = "cpu", checkpoint_every: int | None = 500):
+    """Train ``model`` for ``n_steps`` through ``run`` (a :class:`anime_lib.training.Run` created just before the
+    model was built, so its seed made the weights; its ``config`` should name every setting passed here) with
+    lesson 06's settings: Adam (``lr``, ``betas``, ``weight_decay``) for the generators and for the
+    discriminators, the learning rate constant for ``decay_start`` of the steps and then linearly down to 0, and
+    ``step`` (default :func:`train_step`; the lesson passes its step-function cell's) called as
+    ``step(model, real_A, real_B, opt_G, opt_D, weights)``. ``train_A`` / ``train_B``: humans and anime faces,
+    (N, 3, S, S) in [-1, 1], unpaired; each step's batches come from the step number
+    (:func:`anime_lib.training.batch_indices`, streams 0 and 1), so a re-run resumes exactly from the run's
+    checkpoints. Returns the run's :class:`anime_lib.training.RunResult`; ``model`` holds the trained weights.
+    """
+    from anime_lib.training import batch_indices, linear_decay_lambda
+
+    step = step or train_step
+    device = torch.device(device)
+    model.to(device)
+    opt_G, opt_D = (torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+                    for params in (model.generators(), model.discriminators()))
+    n_constant = int(n_steps * decay_start)
+    decay = linear_decay_lambda(n_constant, n_steps - n_constant)  # one "epoch" of the schedule is one step
+    sched_G, sched_D = (torch.optim.lr_scheduler.LambdaLR(opt, decay) for opt in (opt_G, opt_D))
+    dev_A, dev_B = train_A.to(device), train_B.to(device)
+
+    def step_fn(i: int) -> dict[str, float]:
+        a = dev_A[batch_indices(i, batch_size, len(dev_A), run.seed, stream=0).to(device)]
+        b = dev_B[batch_indices(i, batch_size, len(dev_B), run.seed, stream=1).to(device)]
+        losses = step(model, a, b, opt_G, opt_D, weights)
+        sched_G.step()
+        sched_D.step()
+        return losses
+
+    return run.train(step_fn, n_steps, checkpoint_every=checkpoint_every,
+                     save={"model": model, "opt_G": opt_G, "opt_D": opt_D, "sched_G": sched_G, "sched_D": sched_D})
 
 
 # --------------------------------------------------------------------------------------------------
