@@ -111,7 +111,7 @@ def fid_kid(fake01: torch.Tensor, real_set: Any, features: Any = "inception", pr
     an extractor module. Where that network is not available here (Inception offline) the values are None and
     the reason is printed once: never a substituted number."""
     real01 = real_set if isinstance(real_set, torch.Tensor) else real_set.unit()
-    extractor = M.fid_feature_extractor(features, probe) if features is None or isinstance(features, str) else features
+    extractor = M.fid_feature_extractor(features, probe) if isinstance(features, str) else features
     try:
         return M.inception_fid_kid(fake01, real01, feature_extractor=extractor)
     except M.MetricUnavailable as exc:

@@ -119,7 +119,7 @@ def load_real_photos(real_data, size: int, n_train: int = 3400, n_eval: int = 10
     from anime_lib.data.download import DownloadError
     from anime_lib.data.images import ImageError
 
-    if isinstance(real_data, str) and real_data.strip().lower() in REAL_DATA_OFF or real_data in REAL_DATA_OFF:
+    if real_data in (None, False) or str(real_data).strip().lower() in REAL_DATA_OFF:
         print('REAL_DATA is not set, so the real-photo part is skipped. Set REAL_DATA = "selfie2anime" (about '
               "400 MB, downloaded once; in Colab into your Drive when it is mounted) or the path of a folder with "
               "trainA/trainB/testA/testB inside (A: photos, B: anime faces) and run this section again.")
