@@ -70,13 +70,14 @@ class Domains:
 
 
 def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000, n_eval: int = 1000,
-                 seed: int = 0, balanced: bool = False, root=None) -> Domains:
+                 seed: int = 0, balanced: bool = False, root=None, setting: str = "DATASET") -> Domains:
     """Both domains of ``dataset`` at ``size`` px.
 
     ToyFaces: ``n_train`` faces per domain from the train split and ``n_eval`` from the test split
     (with counterparts), natural (biased) frequencies unless ``balanced``. Other datasets: prepared
     through :mod:`anime_lib.data.registry` (downloads on request; a clear DownloadError offline) or
-    read from a folder path with that layout, at most ``n_train`` / ``n_eval`` images per domain.
+    read from a folder path with that layout, at most ``n_train`` / ``n_eval`` images per domain. ``setting``:
+    the parameter's name in the error messages (a lesson's real-photo part reads ``REAL_DATA``).
     """
     if dataset == "toyfaces":
         train = {d: tf.toyfaces(d, n=n_train, size=size, split="train", seed=seed, balanced=balanced) for d in tf.DOMAINS}
@@ -88,7 +89,7 @@ def load_domains(dataset: str = "toyfaces", size: int = 64, n_train: int = 8000,
     # DATASET may also be the path of your own folder with trainA/trainB/testA/testB inside
     folder = Path(dataset).expanduser()
     if not folder.is_dir():
-        folder = registry.prepare(_dataset_name(dataset), root=root)
+        folder = registry.prepare(_dataset_name(dataset, setting), root=root)
     train, test = {}, {}
     for dom, letter in DOMAIN_FOLDERS.items():
         for split, out, n in (("train", train, n_train), ("test", test, n_eval)):
@@ -129,7 +130,7 @@ def load_real_photos(real_data, size: int, n_train: int = 3400, n_eval: int = 10
               "already used, so the real-photo part is skipped.")
         return None
     try:
-        real = load_domains(str(real_data), size, n_train, n_eval, seed=seed, root=root)
+        real = load_domains(str(real_data), size, n_train, n_eval, seed=seed, root=root, setting="REAL_DATA")
     except (DownloadError, ImageError, OSError, ValueError) as exc:
         print(f"The real photos could not be loaded ({type(exc).__name__}):\n{exc}\n"
               "The lesson above ran on ToyFaces and its results stand; this part is skipped until the photos "
@@ -139,7 +140,7 @@ def load_real_photos(real_data, size: int, n_train: int = 3400, n_eval: int = 10
     return real
 
 
-def _dataset_name(dataset: str) -> str:
+def _dataset_name(dataset: str, setting: str = "DATASET") -> str:
     """``dataset`` if it names a registry dataset; a clear error for a missing folder or an unknown name."""
     import difflib
 
@@ -154,13 +155,13 @@ def _dataset_name(dataset: str) -> str:
         what = "it is a file, not a folder" if Path(dataset).expanduser().exists() else \
             f"nothing exists there{missing_path_hint(dataset)}"
         raise FolderNotFoundError(
-            f"DATASET {dataset!r} is not a folder ({what}); give a folder with trainA/trainB/testA/testB "
+            f"{setting} {dataset!r} is not a folder ({what}); give a folder with trainA/trainB/testA/testB "
             f"inside, \"toyfaces\" or one of {names}"
         )
     close = difflib.get_close_matches(dataset, ["toyfaces", *names], n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(
-        f"unknown DATASET {dataset!r}{hint}; choose \"toyfaces\", one of {names} or the path of a folder "
+        f"unknown {setting} {dataset!r}{hint}; choose \"toyfaces\", one of {names} or the path of a folder "
         "with trainA/trainB/testA/testB inside"
     )
 
