@@ -3,6 +3,10 @@
     python -m anime_lib.pretrain list
     python -m anime_lib.pretrain run 04_cyclegan [--out runs/pretrain] [--timeout SECONDS] [--param NAME=VALUE ...]
     python -m anime_lib.pretrain export 04_cyclegan [--out runs/pretrain]
+    python -m anime_lib.pretrain stylegan2 --domain human [--size 32] [--steps N] [--batch B] [--channels C]
+        [--style-dim D] [--n-mlp M] [--n-train N] [--n-eval N] [--seed S] [--out runs/pretrain] [--no-progress]
+        [--export [--profile cpu]]
+    torchrun --nproc_per_node 2 -m anime_lib.pretrain stylegan2 ...   (several processes: gloo on CPU, nccl on CUDA)
 
 A lesson that ships a model trains it in a run of its own, named in :data:`SHIPPED` (lesson 04: the run
 ``cyclegan_long``, ``PRETRAINED_STEPS`` steps): with ``USE_PRETRAINED = True`` that run loads the shipped
@@ -20,6 +24,13 @@ and its entry in ``anime_lib/weights/shipped.json``: size, SHA-256, steps, train
 speed (:mod:`anime_lib.machine_speed`), the command, the date and the lesson's measured figures of that
 model (its rows in the lesson's ``metrics.json``). :mod:`anime_lib.pretrained` registers every entry of
 that file, and a test keeps all committed weights together under :data:`MAX_TOTAL_BYTES`.
+
+``stylegan2`` is not a lesson run but a model trained here (:func:`pretrain_stylegan2`): a small StyleGAN2
+(:mod:`anime_lib.models.stylegan2_training`) on ToyFaces faces of one domain, in the Run ``stylegan2_<domain>``
+under ``<out>/09_stylegan2`` (run again to continue), then its EMA generator's samples measured against the
+real-vs-real floor; ``--export`` ships g_ema, D (for FreezeD fine-tuning) and the loop's state as
+:func:`stylegan2_shipment`. Under ``torchrun`` every process trains on its own batches with averaged gradients
+and only rank 0 writes.
 """
 from __future__ import annotations
 
@@ -38,7 +49,8 @@ from anime_lib import machine_speed
 from anime_lib.data.download import sha256_of
 from anime_lib.pretrained import MANIFEST, PACKAGE_ROOT, WeightsError, load_weights_file, read_shipped
 
-__all__ = ["Shipment", "SHIPPED", "MAX_TOTAL_BYTES", "RUNNER_KEYS", "compact", "export", "pretrain", "main"]
+__all__ = ["Shipment", "SHIPPED", "MAX_TOTAL_BYTES", "RUNNER_KEYS", "compact", "export", "pretrain",
+           "stylegan2_shipment", "pretrain_stylegan2", "main"]
 
 #: All committed weights together (the probe included) stay below this many bytes.
 MAX_TOTAL_BYTES = 40_000_000
@@ -195,6 +207,120 @@ def pretrain(lesson: str, out: str | Path = "runs/pretrain", timeout: float | No
     return export_lesson(lesson, out, speed, command)
 
 
+def stylegan2_shipment(domain: str, profile: str = "cpu") -> Shipment:
+    """The shipped StyleGAN2 of ``domain``: lesson ``09_stylegan2``, run ``stylegan2_<domain>``. It keeps ``g_ema``
+    (the EMA generator that samples and is fine-tuned from), ``D`` (FreezeD fine-tuning starts from the trained
+    discriminator) and ``loop_state`` (the path-length mean and ADA's p); the raw G and the optimisers are left out."""
+    return Shipment("09_stylegan2", f"stylegan2_{domain}", keep=("g_ema", "D", "loop_state"),
+                    methods=(f"StyleGAN2 g_ema ({domain})",), profile=profile,
+                    description=f"a small StyleGAN2 trained on ToyFaces {domain} faces (python -m anime_lib.pretrain "
+                                f"stylegan2 --domain {domain})")
+
+
+def _init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device): ``torch.distributed`` initialised from torchrun's environment variables when
+    WORLD_SIZE > 1 (nccl on CUDA, gloo on the CPU); (0, 1, cuda or cpu) in a single process."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not torch.distributed.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if cuda:
+            torch.cuda.set_device(local)
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    else:
+        rank, world = 0, 1
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else "cpu")
+    return rank, world, device
+
+
+def _measure_stylegan2(g_ema: Any, domain: str, size: int, n_eval: int, seed: int, steps: int) -> list[dict[str, Any]]:
+    """Rows of realism, toy_fid and diversity: ``n_eval`` samples of ``g_ema`` and as many real test faces (the
+    floor: real against real), printed as a table."""
+    from anime_lib import metrics
+    from anime_lib.data.toyfaces import toyfaces
+    from anime_lib.models import stylegan2_training as st
+
+    samples = st.sample(g_ema, n_eval, seed=seed + 1)
+    real = toyfaces(domain, n=n_eval, size=size, split="test", seed=seed).unit()
+    rows = [{"method": f"StyleGAN2 g_ema ({domain})", "direction": domain, "steps": steps,
+             **metrics.evaluate_generator(samples, domain)},
+            {"method": f"real data ({domain}, test)", "direction": domain, **metrics.evaluate_generator(real, domain)}]
+    print(f"{'method':<32} {'realism':>8} {'toy_fid':>8} {'diversity':>9}   ({n_eval} images at {size} px)")
+    for row in rows:
+        print(f"{row['method']:<32} {row['realism']:>8.3f} {row['toy_fid']:>8.3f} {row['diversity']:>9.3f}")
+    return rows
+
+
+def pretrain_stylegan2(domain: str = "human", *, size: int = 32, steps: int = 20_000, batch: int = 8,
+                       channels: int = 64, style_dim: int = 64, n_mlp: int = 8, n_train: int = 4000,
+                       n_eval: int = 500, seed: int = 0, out: str | Path = "runs/pretrain", augment: bool = False,
+                       checkpoint_every: int = 500, progress: bool = True, export_weights: bool = False,
+                       profile: str = "cpu", weights_dir: Path | None = None, manifest: Path | None = None,
+                       command: str = "") -> dict[str, Any]:
+    """Train (or continue) a small StyleGAN2 on ``n_train`` ToyFaces ``domain`` faces (train split) in the Run
+    ``stylegan2_<domain>`` under ``<out>/09_stylegan2``, then on rank 0 measure ``n_eval`` samples of its EMA
+    generator and the same number of real test faces (the floor) with :func:`anime_lib.metrics.evaluate_generator`
+    and print both; with ``export_weights`` ship it (:func:`stylegan2_shipment`, ``weights_dir``/``manifest``
+    default to the package's). Under torchrun every rank trains; the returned dict (rank 0's) holds ``rows``, the
+    per-rank ``digests`` of G (equal: the replicas stayed identical), ``checkpoint`` and ``entry`` (if exported)."""
+    from anime_lib.data.toyfaces import toyfaces
+    from anime_lib.models import stylegan2_training as st
+    from anime_lib.training import Run
+
+    if size < 32 or size & (size - 1):
+        raise SystemExit(f"--size must be a power of 2 of at least 32 (ToyFaces renders 32 to 256 px), got {size}")
+    if export_weights and n_eval <= 0:
+        raise SystemExit("--export records the shipped model's figures: give --n-eval > 0")
+    rank, world, device = _init_distributed()
+    try:
+        recipe = st.Recipe(size=size, channels=channels, style_dim=style_dim, n_mlp=n_mlp, batch=batch,
+                           augment=augment)
+        for r in range(world):  # rank 0 renders (and caches) the faces first: no two processes write the cache
+            if r == rank:
+                images = toyfaces(domain, n=n_train, size=size, split="train", seed=seed).tensor()
+            if world > 1:
+                torch.distributed.barrier()
+        folder = Path(out) / "09_stylegan2"
+        run = Run(f"stylegan2_{domain}", folder, config={**recipe.config(), "domain": domain, "n_train": n_train,
+                                                         "world_size": world}, seed=seed)
+        G, D = recipe.build()
+        G, D = G.to(device), D.to(device)
+        g_ema, result = st.fit(run, G, D, images, steps, recipe, checkpoint_every=checkpoint_every,
+                               progress=progress)
+        digests = [st.module_digest(G)]
+        if world > 1:
+            gathered: list[Any] = [None] * world
+            torch.distributed.all_gather_object(gathered, digests[0])
+            digests = gathered
+            # training is over: leave the group, so the measurement (torchmetrics syncs over any live group) is rank 0's
+            torch.distributed.destroy_process_group()
+        report: dict[str, Any] = {"digests": digests, "checkpoint": run.checkpointer.latest(), "rows": []}
+        if rank != 0:
+            return report
+        print(f"stylegan2_{domain}: {result.steps_done} steps, {result.train_seconds:.0f} s of training, "
+              f"{world} process(es); G sha256 per rank: {', '.join(digests)}")
+        if n_eval <= 0:
+            print("measurement skipped (--n-eval 0)")
+        else:
+            report["rows"] = _measure_stylegan2(g_ema, domain, size, n_eval, seed, result.steps_done)
+        if export_weights:
+            speed = machine_speed.measure()
+            entry = export(stylegan2_shipment(domain, profile), report["checkpoint"], figures=report["rows"],
+                           weights_dir=weights_dir, manifest=manifest, speed=speed,
+                           command=command or f"python -m anime_lib.pretrain stylegan2 --domain {domain}")
+            print(f"{stylegan2_shipment(domain, profile).name}: {entry['file']} ({entry['size'] / 1e6:.2f} MB, "
+                  f"{entry['steps']} steps)")
+            report["entry"] = entry
+        return report
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from anime_lib import course
 
@@ -211,7 +337,33 @@ def main(argv: Sequence[str] | None = None) -> int:
                            help=f"longest a cell may run (default {course.DEFAULT_CELL_TIMEOUT:.0f}; 0: no limit)")
             p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
             p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("stylegan2", help="train a small StyleGAN2 on ToyFaces faces (resumable; torchrun works)")
+    p.add_argument("--domain", choices=("human", "anime"), default="human")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch", type=int, default=8, help="images per step and process")
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--style-dim", type=int, default=64)
+    p.add_argument("--n-mlp", type=int, default=8)
+    p.add_argument("--n-train", type=int, default=4000, help="ToyFaces training faces")
+    p.add_argument("--n-eval", type=int, default=500, help="samples (and real faces) measured at the end")
+    p.add_argument("--augment", action="store_true", help="ADA")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/pretrain", help="run folder (default runs/pretrain)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--export", action="store_true", help="ship the finished run into anime_lib/weights")
+    p.add_argument("--profile", default="cpu", help="the profile name the shipped weights are registered under")
+    p.add_argument("--weights-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "stylegan2":
+        pretrain_stylegan2(args.domain, size=args.size, steps=args.steps, batch=args.batch, channels=args.channels,
+                           style_dim=args.style_dim, n_mlp=args.n_mlp, n_train=args.n_train, n_eval=args.n_eval,
+                           seed=args.seed, out=args.out, augment=args.augment,
+                           checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                           export_weights=args.export, profile=args.profile, weights_dir=args.weights_dir,
+                           command="python -m anime_lib.pretrain " + " ".join(sys.argv[1:] if argv is None else argv))
+        return 0
     if args.command == "list":
         entries = read_shipped()
         if not SHIPPED:
