@@ -366,6 +366,31 @@ def test_fit_resumes_exactly_and_refuses_a_run_made_for_another_recipe(tmp_path)
         cg.fit(Run("other", tmp_path, config=_tiny_recipe(pool_size=0).config()), recipe, A, B, 1)
 
 
+def test_a_checkpoint_with_other_monitor_readings_starts_over(tmp_path, capsys):
+    """A finished run whose monitor log holds other readings (an older course version's monitor) is not resumed
+    into a log the lesson cannot draw: the readings' names are part of the run's settings."""
+    recipe = _tiny_recipe()
+    A, B = _images(6, 16), _images(6, 16)
+
+    def monitor(readings):
+        read = lambda G: {k: 0.5 for k in readings}  # noqa: E731
+        read.readings = readings
+        return read
+
+    def go(readings):
+        run = Run("cyclegan", tmp_path, config=recipe.config(), seed=0)
+        return cg.fit(run, recipe, A, B, 2, monitor=monitor(readings), monitor_every=1, checkpoint_every=2)
+
+    old = go(("realism", "diversity"))
+    assert set(old.log) == {"step", "monitor_seconds", "realism", "diversity"}
+    again = go(("realism", "diversity"))  # same readings: resumed, nothing trained
+    assert again.result.steps_done == 2 and again.result.resumed_from == 2
+    capsys.readouterr()
+    new = go(("realism", "toy_fid"))
+    assert "monitor_readings" in capsys.readouterr().out  # the message names the setting that changed
+    assert new.result.resumed_from is None and new.log["toy_fid"] == [0.5, 0.5] and "diversity" not in new.log
+
+
 def test_fit_supervised_trains_g_ab_on_true_pairs(tmp_path):
     recipe = _tiny_recipe(ema_decay=0.0)
     torch.manual_seed(4)

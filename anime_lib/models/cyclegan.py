@@ -428,6 +428,7 @@ def training_monitor(faces: Any, probe=None) -> Callable[[nn.Module], dict[str, 
                                    probe=probe)
         return {k: float(row[k]) for k in keys}
 
+    read.readings = keys  # what it returns: fit() records it in the run's settings
     return read
 
 
@@ -443,7 +444,8 @@ def fit(run: Any, recipe: Recipe, train_A: torch.Tensor, train_B: torch.Tensor, 
     the batch of each step comes from the step number (:func:`anime_lib.training.batch_indices`), then the
     learning-rate schedules and the EMAs move. ``amp``: :func:`anime_lib.training.pick_amp`'s settings
     (None: full precision). ``monitor(G_AB)`` runs every ``monitor_every`` steps; its readings are
-    checkpointed with the run. Everything that changes while training (weights, optimisers, schedules,
+    checkpointed with the run, and their names (its ``readings`` attribute, see :func:`training_monitor`) join
+    the run's settings as ``monitor_readings``. Everything that changes while training (weights, optimisers, schedules,
     pools, EMAs, noise generator, monitor log, GradScaler) is in the run's checkpoints.
     """
     from anime_lib.training import EMA, autocast_context, batch_indices, linear_decay_lambda
@@ -471,6 +473,10 @@ def fit(run: Any, recipe: Recipe, train_A: torch.Tensor, train_B: torch.Tensor, 
     else:
         autocast = contextlib.nullcontext
     log: dict[str, Any] = {"step": [], "monitor_seconds": 0.0}
+    if monitor is not None and monitor_every:
+        # the readings are part of the run's settings: a checkpoint whose log holds other readings (written by an
+        # older version of the course) starts over, instead of resuming into a log the lesson cannot draw
+        run.config["monitor_readings"] = list(getattr(monitor, "readings", ()))
     dev_A, dev_B = train_A.to(device), train_B.to(device)
 
     def step_fn(i: int) -> Mapping[str, float]:
