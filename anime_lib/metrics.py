@@ -9,8 +9,8 @@ attribute and the roll angle of a face.
 - :func:`attr_preservation`: agreement between the source records and what the probe reads from the
   translations (mean over the 8 attributes and roll; roll agrees within 5 degrees).
 - :func:`gt_l1`: mean absolute pixel error against the ground-truth counterparts.
-- :func:`toy_fid`: Frechet distance in the probe's feature space (torchmetrics' FID with the probe as a
-  custom feature extractor), normalised: 0 = as close as a fresh real target set, 1 = as far as real
+- :func:`toy_fid`: Frechet distance (:func:`frechet_distance`, the formula of FID) in the probe's feature
+  space, normalised: 0 = as close as a fresh real target set, 1 = as far as real
   images of the source domain. The headline realism figure. For translations the real target set is
   drawn with the source's attribute frequencies (``matched=True``), so that keeping a dark-skinned
   face dark is not penalised by the anime data's light-skin skew.
@@ -165,17 +165,29 @@ class _Precomputed(nn.Module):
         return features
 
 
-def _fid_metric(num_features: int):
-    from torchmetrics.image.fid import FrechetInceptionDistance
+def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (D,), covariance (D, D)) of features (N, D), in float64; the covariance with N - 1 (unbiased)."""
+    x = features.detach().to(torch.float64).reshape(len(features), -1)
+    mu = x.mean(0)
+    centred = x - mu
+    return mu, centred.T @ centred / (len(x) - 1)
 
-    return FrechetInceptionDistance(feature=_Precomputed(num_features), reset_real_features=False)
+
+def frechet_distance(stats_1: tuple[torch.Tensor, torch.Tensor], stats_2: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Frechet distance between two Gaussians (:func:`gaussian_statistics`), the formula of FID:
+    ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2)), the trace of the square root taken as the sum of the
+    square roots of the eigenvalues of S_1 S_2 (float64). The same number torchmetrics' FID computes from the same
+    features, without importing torchmetrics (about 12 s on two cores) for every toy_fid."""
+    (mu_1, s_1), (mu_2, s_2) = stats_1, stats_2
+    sqrt_trace = torch.linalg.eigvals(s_1 @ s_2).sqrt().real.sum()
+    return float((mu_1 - mu_2).square().sum() + s_1.trace() + s_2.trace() - 2 * sqrt_trace)
 
 
 _FID_REFERENCES: dict[tuple, tuple] = {}
 
 
 def _fid_reference(model, target_domain: str, n: int, size: int, balanced: bool, matched: bool):
-    """(metric holding the real target statistics, raw FID of a fresh real target set, raw FID of real source).
+    """(the real target set's Gaussian statistics, raw FID of a fresh real target set, raw FID of real source).
 
     ``matched``: the real target sets are drawn with the *source* domain's attribute frequencies (the
     ground-truth translations of real source sets) instead of the target's own. Computed once per
@@ -186,14 +198,11 @@ def _fid_reference(model, target_domain: str, n: int, size: int, balanced: bool,
         source = "human" if target_domain == "anime" else "anime"
         records_from = source if matched else target_domain
         real = _real_reading(model, target_domain, max(REFERENCE_MIN, n), size, "val", balanced, records_from)
-        metric = _fid_metric(real["features"].shape[1])
-        metric.update(real["features"], real=True)
-        raw = []
-        for dom, rec in ((target_domain, records_from), (source, source)):
-            metric.reset()  # keeps the real statistics (reset_real_features=False)
-            metric.update(_real_reading(model, dom, n, size, "extra", balanced, rec)["features"], real=False)
-            raw.append(float(metric.compute()))
-        _FID_REFERENCES[key] = (metric, raw[0], raw[1])
+        stats = gaussian_statistics(real["features"])
+        raw = [frechet_distance(stats, gaussian_statistics(_real_reading(model, dom, n, size, "extra", balanced,
+                                                                         rec)["features"]))
+               for dom, rec in ((target_domain, records_from), (source, source))]
+        _FID_REFERENCES[key] = (stats, raw[0], raw[1])
     return _FID_REFERENCES[key]
 
 
@@ -227,10 +236,8 @@ def toy_fid(images01, target_domain: str, probe=None, balanced: bool = False, ra
     n = len(reading["features"])
     if n < 2:
         raise ValueError("toy_fid needs at least 2 images")
-    metric, f_fresh, f_source = _fid_reference(model, target_domain, n, size, balanced, matched)
-    metric.reset()
-    metric.update(reading["features"], real=False)
-    value = float(metric.compute())
+    real_stats, f_fresh, f_source = _fid_reference(model, target_domain, n, size, balanced, matched)
+    value = frechet_distance(real_stats, gaussian_statistics(reading["features"]))
     if raw:
         return value
     return (value - f_fresh) / max(f_source - f_fresh, 1e-8)

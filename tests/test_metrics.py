@@ -184,3 +184,19 @@ def test_feature_spread_reads_content_not_speckle(probe):
     assert metrics.feature_spread(metrics.analyse(real, probe), probe) == pytest.approx(s_real)  # a reading is reused
     with pytest.raises(ValueError, match="at least 2"):
         metrics.feature_spread(real[:1], probe)
+
+
+def test_frechet_distance_is_torchmetrics_fid_on_the_same_features():
+    """toy_fid's own Frechet distance gives the number torchmetrics' FID gives for the same features."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    torch.manual_seed(0)
+    real, fake = torch.randn(300, 16), torch.randn(200, 16) * 1.3 + 0.4
+    reference = FrechetInceptionDistance(feature=metrics._Precomputed(16))
+    reference.update(real, real=True)
+    reference.update(fake, real=False)
+    ours = metrics.frechet_distance(metrics.gaussian_statistics(real), metrics.gaussian_statistics(fake))
+    assert ours == pytest.approx(float(reference.compute()), rel=1e-6)
+    assert metrics.frechet_distance(metrics.gaussian_statistics(real), metrics.gaussian_statistics(real)) == pytest.approx(0, abs=1e-6)
+    mu, cov = metrics.gaussian_statistics(real)
+    assert mu.dtype == torch.float64 and torch.allclose(cov, torch.cov(real.double().T))
