@@ -132,6 +132,19 @@ def attr_agreement(images01, records: tf.Records, probe=None) -> dict[str, float
     return res
 
 
+def reading_agreement(images_a, images_b, probe=None) -> dict[str, float]:
+    """Per-attribute agreement between what the probe reads in two sets of paired images (``a[i]`` and ``b[i]``:
+    the same latent drawn by two generators, say), each attribute's class and roll within ``ROLL_TOLERANCE``
+    degrees. Images in [0, 1] or readings of :func:`analyse`. Unlike :func:`attr_agreement` no records are needed:
+    image a's reading plays the record for image b."""
+    a, b = _reading(images_a, probe), _reading(images_b, probe)
+    if len(a["roll"]) != len(b["roll"]):
+        raise ValueError(f"paired sets differ in length: {len(a['roll'])} and {len(b['roll'])} images")
+    res = {k: float((a[k] == b[k]).float().mean()) for k in tf.ATTRIBUTE_NAMES}
+    res["roll"] = float(((a["roll"] - b["roll"]).abs() <= ROLL_TOLERANCE).float().mean())
+    return res
+
+
 def attr_preservation(images01, records: tf.Records, probe=None) -> float:
     """Mean over attributes (and roll) of :func:`attr_agreement`: 1 = every attribute kept."""
     return float(np.mean(list(attr_agreement(images01, records, probe).values())))

@@ -113,17 +113,19 @@ def compact(state: Mapping[str, Any], keep: Sequence[str]) -> dict[str, Any]:
 
 def export(shipment: Shipment, checkpoint: str | Path, *, figures: Sequence[Mapping[str, Any]] = (),
            weights_dir: Path | None = None, manifest: Path | None = None,
-           speed: machine_speed.MachineSpeed | None = None, command: str = "") -> dict[str, Any]:
+           speed: machine_speed.MachineSpeed | None = None, command: str = "",
+           unfinished: bool = False) -> dict[str, Any]:
     """Write the compact weights of ``checkpoint`` (a finished run of ``shipment``) and their manifest entry.
 
     ``figures``: the lesson's metrics rows of this model (kept in the entry as the shipped model's figures).
-    Returns the entry. Refuses an unfinished run: shipping it would misstate its steps.
+    Returns the entry. Refuses an unfinished run (shipping it would misstate its steps) unless ``unfinished``:
+    a run stopped on purpose by a time budget, whose entry then records the steps it reached of the planned ones.
     """
     weights_dir = Path(weights_dir) if weights_dir is not None else PACKAGE_ROOT / "weights"
     manifest = Path(manifest) if manifest is not None else weights_dir / MANIFEST.name
     state = load_weights_file(checkpoint, what="checkpoint")
     steps, wanted = int(state.get("step", -1)), int(state.get("config", {}).get("n_steps", -2))
-    if steps != wanted:
+    if steps != wanted and not unfinished:
         raise WeightsError(f"checkpoint {checkpoint} is at step {steps} of {wanted}: the run has not finished; "
                            f"run `python -m anime_lib.pretrain run {shipment.lesson}` again to continue it")
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +137,7 @@ def export(shipment: Shipment, checkpoint: str | Path, *, figures: Sequence[Mapp
     entry = {
         "file": path.name, "size": path.stat().st_size, "sha256": sha256_of(path),
         "lesson": shipment.lesson, "profile": shipment.profile, "run": shipment.run,
-        "description": shipment.description, "steps": steps,
+        "description": shipment.description, "steps": steps, **({"planned_steps": wanted} if steps != wanted else {}),
         "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
         "machine": speed.describe() if speed is not None else None,
         "train_seconds_at_reference": round(speed.at_reference(float(state.get("train_seconds", 0.0))), 1)
@@ -209,12 +211,18 @@ def pretrain(lesson: str, out: str | Path = "runs/pretrain", timeout: float | No
 
 def stylegan2_shipment(domain: str, profile: str = "cpu") -> Shipment:
     """The shipped StyleGAN2 of ``domain``: lesson ``09_stylegan2``, run ``stylegan2_<domain>``. It keeps ``g_ema``
-    (the EMA generator that samples and is fine-tuned from), ``D`` (FreezeD fine-tuning starts from the trained
-    discriminator) and ``loop_state`` (the path-length mean and ADA's p); the raw G and the optimisers are left out."""
-    return Shipment("09_stylegan2", f"stylegan2_{domain}", keep=("g_ema", "D", "loop_state"),
+    (the EMA generator that samples and is fine-tuned from), ``G`` (the raw generator: the run's models load
+    whole), ``D`` (fine-tuning, FreezeD too, starts from the trained discriminator) and ``loop_state`` (the
+    path-length mean and ADA's p); the optimisers are left out."""
+    return Shipment("09_stylegan2", f"stylegan2_{domain}", keep=("g_ema", "G", "D", "loop_state"),
                     methods=(f"StyleGAN2 g_ema ({domain})",), profile=profile,
                     description=f"a small StyleGAN2 trained on ToyFaces {domain} faces (python -m anime_lib.pretrain "
                                 f"stylegan2 --domain {domain})")
+
+
+#: Lesson 09's human generator, trained by ``python -m anime_lib.pretrain stylegan2 --domain human --export`` (the
+#: lesson builds the same Run, name and settings, so ``run 09_stylegan2`` would train it in the notebook instead).
+SHIPPED["09_stylegan2"] = (stylegan2_shipment("human"),)
 
 
 def _init_distributed() -> tuple[int, int, torch.device]:
@@ -260,12 +268,13 @@ def pretrain_stylegan2(domain: str = "human", *, size: int = 32, steps: int = 20
                        n_eval: int = 500, seed: int = 0, out: str | Path = "runs/pretrain", augment: bool = False,
                        checkpoint_every: int = 500, progress: bool = True, export_weights: bool = False,
                        profile: str = "cpu", weights_dir: Path | None = None, manifest: Path | None = None,
-                       command: str = "") -> dict[str, Any]:
+                       command: str = "", time_budget_s: float | None = None) -> dict[str, Any]:
     """Train (or continue) a small StyleGAN2 on ``n_train`` ToyFaces ``domain`` faces (train split) in the Run
     ``stylegan2_<domain>`` under ``<out>/09_stylegan2``, then on rank 0 measure ``n_eval`` samples of its EMA
     generator and the same number of real test faces (the floor) with :func:`anime_lib.metrics.evaluate_generator`
     and print both; with ``export_weights`` ship it (:func:`stylegan2_shipment`, ``weights_dir``/``manifest``
-    default to the package's). Under torchrun every rank trains; the returned dict (rank 0's) holds ``rows``, the
+    default to the package's). ``time_budget_s`` stops training after that many seconds of this session (a
+    checkpoint first; the same command continues), then measures and exports what was trained. Under torchrun every rank trains; the returned dict (rank 0's) holds ``rows``, the
     per-rank ``digests`` of G (equal: the replicas stayed identical), ``checkpoint`` and ``entry`` (if exported)."""
     from anime_lib.data.toyfaces import toyfaces
     from anime_lib.models import stylegan2_training as st
@@ -285,12 +294,11 @@ def pretrain_stylegan2(domain: str = "human", *, size: int = 32, steps: int = 20
             if world > 1:
                 torch.distributed.barrier()
         folder = Path(out) / "09_stylegan2"
-        run = Run(f"stylegan2_{domain}", folder, config={**recipe.config(), "domain": domain, "n_train": n_train,
-                                                         "world_size": world}, seed=seed)
+        run = Run(f"stylegan2_{domain}", folder, config=st.pretrain_config(recipe, domain, n_train, world), seed=seed)
         G, D = recipe.build()
         G, D = G.to(device), D.to(device)
         g_ema, result = st.fit(run, G, D, images, steps, recipe, checkpoint_every=checkpoint_every,
-                               progress=progress)
+                               progress=progress, time_budget_s=time_budget_s)
         digests = [st.module_digest(G)]
         if world > 1:
             gathered: list[Any] = [None] * world
@@ -311,7 +319,8 @@ def pretrain_stylegan2(domain: str = "human", *, size: int = 32, steps: int = 20
             speed = machine_speed.measure()
             entry = export(stylegan2_shipment(domain, profile), report["checkpoint"], figures=report["rows"],
                            weights_dir=weights_dir, manifest=manifest, speed=speed,
-                           command=command or f"python -m anime_lib.pretrain stylegan2 --domain {domain}")
+                           command=command or f"python -m anime_lib.pretrain stylegan2 --domain {domain}",
+                           unfinished=time_budget_s is not None)
             print(f"{stylegan2_shipment(domain, profile).name}: {entry['file']} ({entry['size'] / 1e6:.2f} MB, "
                   f"{entry['steps']} steps)")
             report["entry"] = entry
@@ -349,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-eval", type=int, default=500, help="samples (and real faces) measured at the end")
     p.add_argument("--augment", action="store_true", help="ADA")
     p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop training after this many seconds (checkpoint first; run again to continue), "
+                        "then measure (and --export) what was trained; single process only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/pretrain", help="run folder (default runs/pretrain)")
     p.add_argument("--no-progress", action="store_true")
@@ -362,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            seed=args.seed, out=args.out, augment=args.augment,
                            checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                            export_weights=args.export, profile=args.profile, weights_dir=args.weights_dir,
+                           time_budget_s=args.time_budget,
                            command="python -m anime_lib.pretrain " + " ".join(sys.argv[1:] if argv is None else argv))
         return 0
     if args.command == "list":

@@ -200,3 +200,15 @@ def test_frechet_distance_is_torchmetrics_fid_on_the_same_features():
     assert metrics.frechet_distance(metrics.gaussian_statistics(real), metrics.gaussian_statistics(real)) == pytest.approx(0, abs=1e-6)
     mu, cov = metrics.gaussian_statistics(real)
     assert mu.dtype == torch.float64 and torch.allclose(cov, torch.cov(real.double().T))
+
+
+def test_reading_agreement_pairs_images_without_records():
+    from anime_lib.data.toyfaces import ATTRIBUTE_NAMES, toyfaces
+
+    faces = toyfaces("human", n=24, size=32, split="test", seed=4).unit()
+    same = metrics.reading_agreement(faces, faces)
+    assert set(same) == {*ATTRIBUTE_NAMES, "roll"} and all(v == 1.0 for v in same.values())
+    shifted = metrics.reading_agreement(faces, faces.roll(1, dims=0))
+    assert min(shifted.values()) < 1.0
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.reading_agreement(faces, faces[:3])

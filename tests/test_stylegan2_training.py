@@ -157,6 +157,8 @@ def test_two_processes_average_their_gradients_and_rank_0_alone_writes(tmp_path)
 def test_the_single_process_command_measures_and_exports_where_told(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(machine_speed, "measure", lambda steps=20: machine_speed.MachineSpeed(0.1))
     out, weights = tmp_path / "runs", tmp_path / "weights"
+    shipped_file = ptr.PACKAGE_ROOT / "weights" / ptr.stylegan2_shipment("human").filename
+    package_mtime = shipped_file.stat().st_mtime_ns if shipped_file.exists() else None
     assert ptr.main([*ARGS, "--n-eval", "32", "--out", str(out), "--export", "--weights-dir", str(weights)]) == 0
     text = capsys.readouterr().out
     assert re.search(r"StyleGAN2 g_ema \(human\)\s+[-\d.]+\s+[-\d.]+\s+[-\d.]+", text), text
@@ -165,10 +167,109 @@ def test_the_single_process_command_measures_and_exports_where_told(tmp_path, mo
     assert (out / "09_stylegan2" / "checkpoints" / "stylegan2_human" / "ckpt_0000003.pt").exists()
     shipment = ptr.stylegan2_shipment("human")
     shipped = torch.load(weights / shipment.filename, weights_only=True)
-    assert set(shipped) == {"step", "config", "history", "train_seconds", "g_ema", "D", "loop_state"}
+    assert set(shipped) == {"step", "config", "history", "train_seconds", "g_ema", "G", "D", "loop_state"}
     assert all(t.dtype == torch.float16 for t in shipped["D"].values())
     entry = json.loads((weights / "shipped.json").read_text())["09_stylegan2/stylegan2_human/cpu"]
     assert entry["steps"] == 3 and entry["figures"][0]["toy_fid"] is not None
     G = sg.Generator.from_state_dict({k: v.float() for k, v in shipped["g_ema"]["module"].items()})
     assert G.size == 32 and G.style_dim == 16
-    assert not (ptr.PACKAGE_ROOT / "weights" / shipment.filename).exists()
+    shipped_file = ptr.PACKAGE_ROOT / "weights" / shipment.filename  # the course's own file: untouched
+    assert not shipped_file.exists() or shipped_file.stat().st_mtime_ns == package_mtime
+
+
+def test_the_command_stops_at_its_time_budget_and_the_same_command_continues(tmp_path, capsys):
+    args = [*ARGS, "--steps", "50", "--n-eval", "0", "--out", str(tmp_path), "--time-budget", "0",
+            "--checkpoint-every", "1000"]
+    assert ptr.main(args) == 0
+    folder = tmp_path / "09_stylegan2" / "checkpoints" / "stylegan2_human"
+    first = [p.name for p in folder.glob("*.pt")]
+    assert first == ["ckpt_0000001.pt"], first  # a budget of 0 s: one step, then a checkpoint
+    assert ptr.main(args) == 0
+    assert sorted(p.name for p in folder.glob("*.pt"))[-1] == "ckpt_0000002.pt"  # resumed, not started over
+    assert "resuming from step 1" in capsys.readouterr().out
+
+
+def test_fit_runs_the_given_step_and_records_the_monitor_with_the_run(tmp_path):
+    recipe = _recipe()
+    calls = []
+
+    def step(*args):
+        calls.append(args[6])  # the step number
+        return st.train_step(*args)
+
+    def fit(n_steps):
+        run = Run("sg2", tmp_path, recipe.config(), seed=5)
+        G, D = recipe.build()
+        state = st.new_state(recipe)
+        st.fit(run, G, D, _images(), n_steps, recipe, step=step, state=state, progress=False, checkpoint_every=2,
+               monitor=lambda g: {"mean": float(st.sample(g, 4, seed=0).mean()), "size": g.size},
+               monitor_every=2)
+        return state
+
+    state = fit(5)
+    assert calls == [0, 1, 2, 3, 4]
+    assert state["monitor"]["step"] == [2, 4, 5] and state["monitor"]["size"] == [16.0] * 3
+    saved = torch.load(tmp_path / "checkpoints" / "sg2" / "ckpt_0000005.pt", weights_only=True)
+    assert saved["loop_state"]["monitor"] == state["monitor"]
+    (tmp_path / "checkpoints" / "sg2" / "ckpt_0000005.pt").unlink()
+    calls.clear()
+    assert fit(5)["monitor"] == state["monitor"] and calls == [4]  # resumed at 4 with the log of steps 2 and 4
+    with pytest.raises(ValueError, match="monitor_every"):
+        G, D = recipe.build()
+        st.fit(Run("x", tmp_path / "x"), G, D, _images(), 1, recipe, monitor=lambda g: {})
+
+
+def test_fine_tune_freezes_per_variant_and_leaves_the_source_alone(tmp_path):
+    recipe = _recipe(g_reg_every=0)
+    torch.manual_seed(0)
+    G0, D0 = recipe.build()
+    source = (_copy(G0), _copy(D0))
+    variant = st.Transfer("frozen", freeze_d=1, freeze_g=1)
+    g, result = st.fine_tune(Run("t", tmp_path), G0, D0, _images(), 3, recipe, variant, progress=False)
+    assert result.steps_done == 3 and not g.training
+    assert not _changed(source[0], G0) and not _changed(source[1], D0)
+    assert all(p.requires_grad for p in G0.parameters())  # the source's own flags are untouched too
+    now = g.state_dict()
+    moved = {k for k, v in now.items() if not torch.equal(v, source[0][k])}
+    assert moved and all(k.startswith(("convs.2.", "convs.3.", "to_rgbs.1.")) for k in moved), sorted(moved)
+    full = st.transfer_recipe(recipe, st.Transfer("ada", augment=True), batch=2, lr=0.001, ema_half_life_images=50,
+                              ada_length=100)
+    assert (full.batch, full.lr, full.augment, full.g_reg_every, full.ada_length, full.size) == (2, 0.001, True, 0, 100, 16)
+    names = [v.name for v in st.transfer_variants(1, 2, 30)]
+    assert names == ["fine-tune", "FreezeD", "FreezeG", "small set (30), no ADA", "small set (30) + ADA"]
+
+
+def test_draw_is_deterministic_and_mixing_follows_the_crossover():
+    torch.manual_seed(0)
+    G, _ = _recipe().build()
+    z_a, z_b = torch.randn(3, 16), torch.randn(3, 16)
+    a = st.draw(G, z_a)
+    assert a.shape == (3, 3, 16, 16) and 0 <= float(a.min()) and float(a.max()) <= 1
+    assert torch.allclose(a, st.draw(G, z_a, batch=2), atol=1e-5)  # fixed noise: the same z, the same face
+    assert torch.allclose(st.draw(G, (z_a, z_b), inject_index=G.n_latent), a, atol=1e-6)
+    mixed = st.draw(G, (z_a, z_b), inject_index=2)
+    assert not torch.allclose(mixed, a, atol=1e-3)
+    grid = st.mixing_grid(G, z_a[:2], z_b, 2)
+    assert grid.shape == (2, 3, 3, 16, 16)
+    assert torch.allclose(grid[1, 1].add(1).div(2), st.draw(G, (z_a[1:2], z_b[1:2]), inject_index=2)[0], atol=1e-6)
+
+
+def test_truncated_samples_do_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    G, _ = _recipe().build()
+    torch.manual_seed(1)
+    one = st.sample(G, 6, batch=6, seed=3, truncation=0.5)
+    torch.manual_seed(1)
+    split = st.sample(G, 6, batch=2, seed=3, truncation=0.5)
+    assert torch.allclose(one, split, atol=1e-6)
+    torch.manual_seed(1)
+    centre = st.sample(G, 6, batch=4, seed=3, truncation=0.0)
+    assert float((centre - centre[:1]).abs().amax(dim=(1, 2, 3)).max()) < 0.5  # psi 0: one face, noise aside
+
+
+def test_ada_state_round_trips():
+    ada = sg.AdaptiveAugment(0.0, target=-2.0, ada_length=10, interval=2)
+    ada.update(torch.ones(3))
+    copy_ = sg.AdaptiveAugment.from_state(ada.state(), -2.0, 10, 2)
+    assert copy_.state() == ada.state()
+    assert copy_.update(torch.ones(3)) == ada.update(torch.ones(3)) > 0

@@ -619,6 +619,18 @@ class AdaptiveAugment:
         self.p, self.target, self.ada_length, self.interval = float(p), target, ada_length, interval
         self._signs, self._count, self._calls = 0.0, 0, 0
 
+    def state(self) -> dict[str, float | int]:
+        """p and the counters of the sign statistic as plain values (to checkpoint; :meth:`from_state` reads them)."""
+        return {"p": float(self.p), "signs": float(self._signs), "count": int(self._count), "calls": int(self._calls)}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, float | int], target: float = 0.6, ada_length: int = 500_000,
+                   interval: int = 4) -> AdaptiveAugment:
+        """An AdaptiveAugment that continues from :meth:`state`'s values."""
+        ada = cls(float(state["p"]), target, ada_length, interval)
+        ada._signs, ada._count, ada._calls = float(state["signs"]), int(state["count"]), int(state["calls"])
+        return ada
+
     def update(self, real_pred: torch.Tensor) -> float:
         """Accumulate D's logits on real images; returns p (adjusted every ``interval`` calls)."""
         self._signs += float(torch.sign(real_pred.detach()).sum())

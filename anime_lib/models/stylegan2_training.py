@@ -38,11 +38,12 @@ resumes from the same checkpoint. A time budget is refused (ranks could stop at 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import random
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -51,7 +52,8 @@ from anime_lib.models.stylegan2 import (AdaptiveAugment, Discriminator, Generato
                                         g_nonsaturating_loss, g_path_length_loss)
 
 __all__ = ["Recipe", "new_state", "mixing_noise", "train_step", "fit", "distributed", "average_gradients",
-           "broadcast_module", "module_digest", "sample"]
+           "broadcast_module", "module_digest", "sample", "PROFILE_DEFAULTS", "pretrain_config", "Transfer",
+           "transfer_variants", "transfer_recipe", "fine_tune", "mixing_grid", "draw"]
 
 
 @dataclass
@@ -121,14 +123,11 @@ def new_state(recipe: Recipe) -> dict[str, Any]:
 
 
 def _ada_of(state: Mapping[str, Any], recipe: Recipe) -> AdaptiveAugment:
-    s = state["ada"]
-    ada = AdaptiveAugment(s["p"], recipe.ada_target, recipe.ada_length, recipe.ada_every)
-    ada._signs, ada._count, ada._calls = float(s["signs"]), int(s["count"]), int(s["calls"])
-    return ada
+    return AdaptiveAugment.from_state(state["ada"], recipe.ada_target, recipe.ada_length, recipe.ada_every)
 
 
 def _store_ada(state: dict[str, Any], ada: AdaptiveAugment) -> None:
-    state["ada"] = {"p": float(ada.p), "signs": float(ada._signs), "count": int(ada._count), "calls": int(ada._calls)}
+    state["ada"] = ada.state()
 
 
 def mixing_noise(batch: int, style_dim: int, prob: float, device: torch.device | str) -> list[torch.Tensor]:
@@ -311,7 +310,9 @@ def _seed_step(seed: int, rank: int, step: int) -> None:
 def fit(run: Any, G: Generator, D: Discriminator, images: torch.Tensor, n_steps: int, recipe: Recipe, *,
         checkpoint_every: int | None = 500, seed: int | None = None, progress: bool = True,
         time_budget_s: float | None = None, log_every: int = 10, g_ema: Any = None,
-        state: dict[str, Any] | None = None) -> tuple[Generator, Any]:
+        state: dict[str, Any] | None = None, step: Callable[..., Mapping[str, Any]] | None = None,
+        monitor: Callable[[Generator], Mapping[str, float]] | None = None,
+        monitor_every: int | None = None) -> tuple[Generator, Any]:
     """Train G and D with :func:`train_step` through ``run`` (a :class:`anime_lib.training.Run` made before G and D)
     for ``n_steps`` steps on ``images`` ((N, 3, S, S) in [-1, 1], any device; each batch moves to G's device),
     ``recipe.batch`` images per step picked by :func:`anime_lib.training.batch_indices` from the step number (seed
@@ -319,6 +320,11 @@ def fit(run: Any, G: Generator, D: Discriminator, images: torch.Tensor, n_steps:
     opt_G, opt_D (made here with :meth:`Recipe.optimisers`) and ``loop_state`` (``state``, :func:`new_state`; not
     named "state", which :func:`anime_lib.training.restore` takes itself); a re-run resumes
     exactly. Returns (g_ema's module, the RunResult).
+
+    ``step``: the iteration to run (default :func:`train_step`; a lesson passes its own copy, same signature).
+    ``monitor(g_ema's module)`` -> {name: float} runs every ``monitor_every`` steps (and after the last one); its
+    readings go into ``state["monitor"]`` (``{"step": [...], name: [...]}``), so they are checkpointed, resumed and
+    shipped with the run (a learning curve of toy_fid against steps, say).
 
     Under an initialised ``torch.distributed`` group (see the module docstring): rank 0's weights are broadcast
     first, each rank draws its own batches and noise, gradients are averaged after every backward, only rank 0
@@ -330,6 +336,9 @@ def fit(run: Any, G: Generator, D: Discriminator, images: torch.Tensor, n_steps:
     if world > 1 and time_budget_s is not None:
         raise ValueError("fit under torch.distributed cannot take a time budget: the ranks could stop at different "
                          "steps and deadlock; give n_steps instead")
+    if monitor is not None and not monitor_every:
+        raise ValueError("a monitor needs monitor_every (steps between readings)")
+    one_step = train_step if step is None else step
     seed = run.seed if seed is None else int(seed)
     device = next(G.parameters()).device
     for m in (G, D):
@@ -343,7 +352,14 @@ def fit(run: Any, G: Generator, D: Discriminator, images: torch.Tensor, n_steps:
         if world > 1:
             _seed_step(seed, rank, i)
         idx = batch_indices(i, recipe.batch, len(images), seed, stream=rank).to(images.device)
-        return train_step(G, D, g_ema, opt_G, opt_D, images[idx].to(device), i, recipe, state)
+        out = one_step(G, D, g_ema, opt_G, opt_D, images[idx].to(device), i, recipe, state)
+        if monitor is not None and ((i + 1) % monitor_every == 0 or i + 1 == n_steps) and rank == 0:
+            readings = monitor(g_ema.module)
+            log = state.setdefault("monitor", {"step": []})
+            log["step"].append(i + 1)
+            for name, value in readings.items():
+                log.setdefault(name, []).append(float(value))
+        return out
 
     save = {"G": G, "D": D, "g_ema": g_ema, "opt_G": opt_G, "opt_D": opt_D, "loop_state": state}
     quiet = contextlib.nullcontext()
@@ -368,10 +384,121 @@ def sample(g_ema: Generator, n: int, batch: int = 64, seed: int = 0, truncation:
     g = torch.Generator().manual_seed(int(seed))
     out = []
     with torch.no_grad():
+        mean_w = None
+        if truncation < 1:  # the centre truncation pulls towards, once for all batches (from the same seed)
+            mean_w = g_ema.style(torch.randn(4096, g_ema.style_dim, generator=torch.Generator().manual_seed(
+                int(seed) + 1)).to(device)).mean(0, keepdim=True)
         for start in range(0, n, batch):
             z = torch.randn(min(batch, n - start), g_ema.style_dim, generator=g).to(device)
-            img, _ = g_ema([z], truncation=truncation,
-                           truncation_latent=g_ema.mean_latent(4096) if truncation < 1 else None)
+            img, _ = g_ema([z], truncation=truncation, truncation_latent=mean_w)
             out.append(img.clamp(-1, 1).add(1).div(2).cpu())
     return torch.cat(out)
 
+
+
+# ---------------------------------------------------------------------------------------------- lesson 09
+
+#: Lesson 09's profile defaults (``resolve_params(globals(), defaults=stylegan2_training.PROFILE_DEFAULTS)``).
+#: smoke and cpu share the shipped human generator's architecture (32 px, 64 channels, style_dim 64, 8 mapping
+#: layers), so both load it; gpu trains its own at 64 px. The transfer runs are short, so they change three of the
+#: pre-training settings (see :func:`transfer_recipe`): no path-length term, an EMA half-life of a few hundred
+#: images, and an ADA horizon (``ADA_LENGTH`` images for p to go from 0 to 1) that p can move within the run.
+PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "smoke": {"IMG_SIZE": 32, "CHANNELS": 64, "STYLE_DIM": 64, "N_MLP": 8, "BATCH_SIZE": 8, "N_TRAIN": 4000,
+              "PRETRAIN_STEPS": 20, "N_EVAL": 48, "N_ANIME": 200, "N_SMALL": 50, "N_STEPS": 4,
+              "TRANSFER_BATCH_SIZE": 4, "MONITOR_EVERY": 2, "ADA_LENGTH": 4000},
+    "cpu": {"IMG_SIZE": 32, "CHANNELS": 64, "STYLE_DIM": 64, "N_MLP": 8, "BATCH_SIZE": 8, "N_TRAIN": 4000,
+            "PRETRAIN_STEPS": 20_000, "N_EVAL": 500, "N_ANIME": 2000, "N_SMALL": 100, "N_STEPS": 200,
+            "TRANSFER_BATCH_SIZE": 4, "MONITOR_EVERY": 50, "ADA_LENGTH": 4000},
+    "gpu": {"IMG_SIZE": 64, "CHANNELS": 128, "STYLE_DIM": 128, "N_MLP": 8, "BATCH_SIZE": 32, "N_TRAIN": 8000,
+            "PRETRAIN_STEPS": 6000, "N_EVAL": 1000, "N_ANIME": 4000, "N_SMALL": 200, "N_STEPS": 1000,
+            "TRANSFER_BATCH_SIZE": 16, "MONITOR_EVERY": 100, "ADA_LENGTH": 20_000},
+}
+for _values in PROFILE_DEFAULTS.values():
+    _values.update({"TRANSFER_LR": 0.002, "TRANSFER_EMA_HALF_LIFE": 200 if _values["TRANSFER_BATCH_SIZE"] <= 8 else 1000,
+                    "FREEZE_D_BLOCKS": 1, "FREEZE_G_RESOLUTIONS": 2, "TRUNCATIONS": [1.0, 0.7, 0.5, 0.0]})
+
+
+def pretrain_config(recipe: Recipe, domain: str, n_train: int, world_size: int = 1) -> dict[str, Any]:
+    """The settings of a ``stylegan2_<domain>`` pre-training run (``python -m anime_lib.pretrain stylegan2`` and
+    lesson 09 build their Run from this, so the lesson recognises the shipped run as its own)."""
+    return {**recipe.config(), "domain": domain, "n_train": int(n_train), "world_size": int(world_size)}
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One way to move a pre-trained StyleGAN2 to a new domain (lesson 09's rows).
+
+    ``small``: train on the small target set (``N_SMALL`` faces) instead of the full one; ``augment``: ADA;
+    ``freeze_d``: FreezeD (Mo et al. 2020), only the last ``freeze_d`` blocks of D (and its final layers) train;
+    ``freeze_g``: FreezeG, only the top ``freeze_g`` resolutions of G train (the mapping and the coarse layers
+    keep the source's weights). None: everything trains."""
+
+    name: str
+    small: bool = False
+    augment: bool = False
+    freeze_d: int | None = None
+    freeze_g: int | None = None
+
+
+def transfer_variants(freeze_d_blocks: int, freeze_g_resolutions: int, n_small: int) -> list[Transfer]:
+    """Lesson 09's variants: plain fine-tuning, FreezeD, FreezeG (on the full target set), then the small set
+    without and with ADA."""
+    return [Transfer("fine-tune"), Transfer("FreezeD", freeze_d=freeze_d_blocks),
+            Transfer("FreezeG", freeze_g=freeze_g_resolutions),
+            Transfer(f"small set ({n_small}), no ADA", small=True),
+            Transfer(f"small set ({n_small}) + ADA", small=True, augment=True)]
+
+
+def transfer_recipe(recipe: Recipe, variant: Transfer, *, batch: int, lr: float, ema_half_life_images: int,
+                    ada_length: int) -> Recipe:
+    """The pre-training ``recipe`` adapted to a short transfer run: ``batch``, ``lr``, ADA per ``variant`` with the
+    horizon ``ada_length``, the EMA half-life ``ema_half_life_images`` (10k images would leave the EMA at the
+    source model for a run of a few hundred steps), and no path-length term (``g_reg_every`` 0: it keeps the
+    source's mapping smooth, and it costs a double backward pass a short run cannot afford)."""
+    return replace(recipe, batch=batch, lr=lr, ema_half_life_images=ema_half_life_images, augment=variant.augment,
+                   ada_length=ada_length, g_reg_every=0)
+
+
+def fine_tune(run: Any, source_G: Generator, source_D: Discriminator, images: torch.Tensor, n_steps: int,
+              recipe: Recipe, variant: Transfer, **fit_kwargs: Any) -> tuple[Generator, Any]:
+    """Transfer: copies of ``source_G`` (the source's EMA generator) and ``source_D``, frozen per ``variant``
+    (:func:`~anime_lib.models.stylegan2.freeze_discriminator_blocks`,
+    :func:`~anime_lib.models.stylegan2.freeze_generator_layers`; the frozen parameters stay out of the optimisers),
+    trained on ``images`` with :func:`fit` through ``run`` (``fit_kwargs``: ``step``, ``monitor``, ...). The
+    sources are left unchanged. Returns (the transferred EMA generator, the RunResult)."""
+    from anime_lib.models.stylegan2 import freeze_discriminator_blocks, freeze_generator_layers, requires_grad
+
+    G, D = requires_grad(copy.deepcopy(source_G).train()), requires_grad(copy.deepcopy(source_D).train())
+    if variant.freeze_d is not None:
+        freeze_discriminator_blocks(D, variant.freeze_d)
+    if variant.freeze_g is not None:
+        freeze_generator_layers(G, variant.freeze_g)
+    g_ema, result = fit(run, G, D, images, n_steps, recipe, **fit_kwargs)
+    return g_ema.eval(), result
+
+
+def mixing_grid(G: Generator, z_coarse: torch.Tensor, z_fine: torch.Tensor, crossover: int) -> torch.Tensor:
+    """Style mixing: every pair (i, j) drawn with ``z_coarse[i]``'s w in the first ``crossover`` layers of W+ and
+    ``z_fine[j]``'s after, as (len(z_coarse), len(z_fine), 3, S, S) in [-1, 1] (clamped; fixed noise maps; CPU)."""
+    with torch.no_grad():
+        rows = []
+        for zc in z_coarse:
+            zc = zc.expand(len(z_fine), -1)
+            img, _ = G([zc, z_fine], inject_index=crossover, randomize_noise=False)
+            rows.append(img.clamp(-1, 1).cpu())
+    return torch.stack(rows)
+
+
+def draw(G: Generator, z: torch.Tensor | Sequence[torch.Tensor], batch: int = 64, **kwargs: Any) -> torch.Tensor:
+    """``G``'s images for the latents ``z`` in [0, 1] (clamped), with its fixed noise maps (``randomize_noise``
+    False: the same z gives the same image, in every generator that shares the maps), on the CPU. ``z``: one
+    (N, style_dim) tensor, or two for style mixing (``inject_index=k``: the first's w in layers 0..k-1).
+    ``kwargs`` go to the generator (``inject_index``, ``truncation``, ``truncation_latent``, ``input_is_latent``)."""
+    zs = [z] if isinstance(z, torch.Tensor) else list(z)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(zs[0]), batch):
+            img, _ = G([t[start:start + batch] for t in zs], randomize_noise=False, **kwargs)
+            out.append(img.clamp(-1, 1).add(1).div(2).cpu())
+    return torch.cat(out)
