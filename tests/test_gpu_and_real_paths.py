@@ -29,8 +29,8 @@ from anime_lib.notebook_meta import parameter_names, read_notebook
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: Parameters that set how much a lesson does, not what it does: cut to the smoke profile's values.
-BUDGET = re.compile(r"STEPS$|^N_(TRAIN|EVAL|MONITOR|SNAPSHOTS|PROBE_EVAL)$|_EVERY$|BATCH_SIZE$|REPEATS$"
-                    r"|^PROBE_(TRAIN_N|EPOCHS)$|^(NGF|NDF|WIDTH)$")
+BUDGET = re.compile(r"STEPS$|^N_(TRAIN|EVAL|MONITOR|SNAPSHOTS|PROBE_EVAL|ANIME|SMALL)$|_EVERY$|BATCH_SIZE$|REPEATS$"
+                    r"|^PROBE_(TRAIN_N|EPOCHS)$|^(NGF|NDF|WIDTH|CHANNELS)$")
 #: ... and these further, to at most: the measurements run at the gpu profile's image size.
 CAPS = {"N_EVAL": 24, "N_MONITOR": 16, "N_TRAIN": 64, "N_PROBE_EVAL": 32}
 #: Images per folder of the stand-in photo dataset.

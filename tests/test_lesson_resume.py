@@ -22,7 +22,7 @@ from anime_lib.course import find_notebooks, run_course
 from anime_lib.notebook_meta import read_notebook, training_cells
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_LESSONS = ("01", "02", "03", "04", "05", "06", "07", "08")
+TRAINING_LESSONS = ("01", "02", "03", "04", "05", "06", "07", "08", "09")
 
 
 def _checkpoints(out: Path) -> dict[str, int]:
